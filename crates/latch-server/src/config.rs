@@ -1,0 +1,246 @@
+//! `latch.toml`: parsed strictly, validated fully, with errors that name the
+//! key and line. Unknown keys are errors, so a typo cannot silently fall back
+//! to a default.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8200"
+//! data_dir = "/var/lib/latch"
+//! log_level = "info"          # error | warn | info | debug | trace
+//! log_format = "json"         # json | text
+//!
+//! [tls]
+//! cert = "/etc/latch/tls.crt"
+//! key = "/etc/latch/tls.key"
+//! # allow_plain_http = true   # only to serve plain HTTP on a non-loopback address
+//!
+//! [auth]
+//! session_ttl = "8h"
+//! service_principal_session_ttl = "1h"
+//! max_failures_per_identity = 5
+//! max_failures_per_source = 20
+//! failure_window = "5m"
+//!
+//! [audit]
+//! checkpoint_interval = "1m"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use latch_core::parse_duration;
+use latch_core::ratelimit::Limit;
+use serde::Deserialize;
+
+use crate::state::AuthSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    data_dir: PathBuf,
+    #[serde(default = "default_log_level")]
+    log_level: String,
+    #[serde(default = "default_log_format")]
+    log_format: String,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> String {
+    "json".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    allow_plain_http: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    session_ttl: Option<String>,
+    service_principal_session_ttl: Option<String>,
+    max_failures_per_identity: Option<usize>,
+    max_failures_per_source: Option<usize>,
+    failure_window: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_interval: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A validated server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub tls: Option<TlsFiles>,
+    pub allow_plain_http: bool,
+    pub auth: AuthSettings,
+    pub checkpoint_interval: Duration,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(locate(text, &e)))?;
+        let listen: SocketAddr = raw
+            .listen
+            .parse()
+            .map_err(|_| invalid(format!("listen = {:?} is not an address like 127.0.0.1:8200", raw.listen)))?;
+        let log_level = match raw.log_level.as_str() {
+            "error" | "warn" | "info" | "debug" | "trace" => raw.log_level.clone(),
+            other => return Err(invalid(format!("log_level = {other:?}: use error, warn, info, debug or trace"))),
+        };
+        let log_format = match raw.log_format.as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => return Err(invalid(format!("log_format = {other:?}: use json or text"))),
+        };
+        let (tls, allow_plain_http) = match raw.tls {
+            Some(RawTls { cert: Some(cert), key: Some(key), allow_plain_http }) => {
+                for (name, p) in [("cert", &cert), ("key", &key)] {
+                    if !p.is_file() {
+                        return Err(invalid(format!("[tls] {name} = {:?}: no such file", p.display().to_string())));
+                    }
+                }
+                (Some(TlsFiles { cert, key }), allow_plain_http)
+            }
+            Some(RawTls { cert: None, key: None, allow_plain_http }) => (None, allow_plain_http),
+            Some(_) => return Err(invalid("[tls] needs both cert and key".into())),
+            None => (None, false),
+        };
+        if tls.is_none() && !listen.ip().is_loopback() && !allow_plain_http {
+            return Err(invalid(format!(
+                "listen = {listen} is not a loopback address, and plain HTTP would expose tokens: \
+                 configure [tls] cert and key, or set [tls] allow_plain_http = true behind a TLS-terminating proxy"
+            )));
+        }
+        let dur = |key: &str, v: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                Some(s) => parse_duration(s).map_err(|e| invalid(format!("{key}: {e}"))),
+                None => Ok(default),
+            }
+        };
+        let d = AuthSettings::default();
+        let auth = AuthSettings {
+            session_ttl: dur("[auth] session_ttl", &raw.auth.session_ttl, d.session_ttl)?,
+            sp_session_ttl: dur("[auth] service_principal_session_ttl", &raw.auth.service_principal_session_ttl, d.sp_session_ttl)?,
+            per_identity: Limit {
+                max_failures: positive("[auth] max_failures_per_identity", raw.auth.max_failures_per_identity, d.per_identity.max_failures)
+                    .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_identity.window)?,
+            },
+            per_source: Limit {
+                max_failures: positive("[auth] max_failures_per_source", raw.auth.max_failures_per_source, d.per_source.max_failures)
+                    .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
+            },
+        };
+        let checkpoint_interval = dur("[audit] checkpoint_interval", &raw.audit.checkpoint_interval, Duration::from_secs(60))?;
+        Ok(Config {
+            listen,
+            data_dir: raw.data_dir,
+            log_level,
+            log_format,
+            tls,
+            allow_plain_http,
+            auth,
+            checkpoint_interval,
+        })
+    }
+}
+
+fn positive(key: &str, v: Option<usize>, default: usize) -> Result<usize, String> {
+    match v {
+        Some(0) => Err(format!("{key} must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+/// toml's message plus "line L, column C".
+fn locate(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().to_string();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {col}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("latch.toml"), s)
+    }
+
+    #[test]
+    fn minimal_loopback_config() {
+        let c = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(c.listen.port(), 8200);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.auth.session_ttl, Duration::from_secs(8 * 3600));
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/tmp/x\"\nlog_levle = \"info\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("log_levle"), "{e}");
+        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n[auth]\nsession_ttl = \"8x\"\n").unwrap_err().to_string();
+        assert!(e.contains("[auth] session_ttl") && e.contains("unknown unit"), "{e}");
+        let e = parse("listen = \"0.0.0.0:8200\"\ndata_dir = \"/x\"\n").unwrap_err().to_string();
+        assert!(e.contains("not a loopback address"), "{e}");
+        assert!(parse("listen = \"0.0.0.0:8200\"\ndata_dir = \"/x\"\n[tls]\nallow_plain_http = true\n").is_ok());
+        let e = parse("listen = \"0.0.0.0:8200\"\ndata_dir = \"/x\"\n[tls]\ncert = \"/nonexistent.crt\"\nkey = \"/nonexistent.key\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such file"), "{e}");
+    }
+}

@@ -1,0 +1,145 @@
+//! latch-server: the HTTP API of latch.
+//!
+//! Threat model at this edge: every byte of a request is hostile until
+//! validated. Bodies are size-limited and parsed strictly (unknown fields are
+//! errors); names are checked against a small alphabet; every caller is
+//! re-resolved from the store per request so revocation is immediate; every
+//! state change commits together with its audit event; and errors carry
+//! neither secrets nor internals.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod routes;
+pub mod serve;
+pub mod state;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::extract::RequestId;
+use crate::routes::{audit, auth, groups, sps, sys, users};
+use crate::state::AppState;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "latch", description = "Just-in-time privileged access: identities, authentication and audit."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The whole API and its OpenAPI document, built from the same route list so
+/// neither can drift from the other.
+pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sys::health))
+        .routes(routes!(sys::advance_clock))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::sp_login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(auth::mfa_enroll))
+        .routes(routes!(auth::mfa_confirm))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::show, users::delete))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
+        .routes(routes!(users::set_password))
+        .routes(routes!(users::reset_mfa))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::show, groups::delete))
+        .routes(routes!(groups::add_member))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(sps::create, sps::list))
+        .routes(routes!(sps::show, sps::delete))
+        .routes(routes!(sps::rotate_secret))
+        .routes(routes!(sps::disable))
+        .routes(routes!(sps::enable))
+        .routes(routes!(audit::events))
+        .routes(routes!(audit::checkpoints))
+        .routes(routes!(audit::key))
+        .with_state(state)
+        .split_for_parts();
+    let doc_json = doc.clone();
+    let router = router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(request_context));
+    (router, doc)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError::NotFound(format!("no route for {method} {path}: see /v1/openapi.json"))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let path: String = uri.path().chars().take(200).collect();
+    let body = error::ErrorBody {
+        error: error::ErrorDetail {
+            code: "method_not_allowed",
+            message: format!("{method} is not supported on {path}: see /v1/openapi.json"),
+        },
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+/// A caller-supplied `X-Request-Id` is kept when it is short and plain, so
+/// clients can correlate; anything else is replaced with a fresh id.
+fn request_id_from(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .or_else(|| latch_crypto::new_id("req").ok())
+        .unwrap_or_else(|| "req_unknown".into())
+}
+
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let rid = request_id_from(&req);
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let method = req.method().clone();
+    // Log the route template, not the raw path: raw paths carry caller-chosen text.
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let started = std::time::Instant::now();
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(
+        request_id = %rid,
+        method = %method,
+        route = route.as_deref().unwrap_or("<unmatched>"),
+        status = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}

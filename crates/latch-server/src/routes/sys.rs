@@ -1,0 +1,69 @@
+//! Health, and the dev-only test clock.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Admin, ApiJson, Ctx};
+use crate::state::AppState;
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when the store cannot be read.
+    pub status: String,
+    pub version: String,
+    pub audit_head_seq: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/sys/health", tag = "sys",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    match st.store.audit_head().await {
+        Ok((seq, _)) => (StatusCode::OK, Json(Health { status: "ok".into(), version, audit_head_seq: Some(seq) })),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "degraded".into(), version, audit_head_seq: None }))
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClock {
+    /// How far to move the server's clock forward, e.g. `31s`, `8h`.
+    pub advance: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClockNow {
+    pub now: String,
+    pub now_ms: i64,
+}
+
+/// Moves the clock of a dev server started with `--test-clock`, so black-box
+/// tests exercise expiry without sleeping. Absent (404) everywhere else.
+#[utoipa::path(post, path = "/v1/sys/test/clock", tag = "sys", request_body = AdvanceClock,
+    responses((status = 200, body = ClockNow), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn advance_clock(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    ApiJson(req): ApiJson<AdvanceClock>,
+) -> ApiResult<Json<ClockNow>> {
+    let Some(clock) = &st.test_clock else {
+        return Err(ApiError::NotFound("the test clock is only available on `latch server --dev --test-clock`".into()));
+    };
+    let d = latch_core::parse_duration(&req.advance).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    clock.advance(d);
+    let now = st.clock.now();
+    let ev = ctx
+        .audit(admin.audit_name(), "system.test_clock", "system:clock")
+        .details(json!({ "advance": req.advance, "now": now.to_rfc3339() }));
+    st.store.append_audit(ev).await?;
+    Ok(Json(ClockNow { now: now.to_rfc3339(), now_ms: now.millis() }))
+}

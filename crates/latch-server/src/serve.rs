@@ -1,0 +1,198 @@
+//! Starting and stopping a server: open the store and keys, bootstrap the
+//! first administrator, listen (TLS or loopback HTTP), write checkpoints
+//! periodically, and on SIGTERM/SIGINT drain requests and seal the log with
+//! a final checkpoint.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum_server::Handle;
+use latch_audit::AuditDraft;
+use latch_core::principal::ADMIN_GROUP;
+use latch_core::ratelimit::FailureLimiter;
+use latch_core::{Clock, OffsetClock, PrincipalKind, SystemClock};
+use latch_crypto::{Secret, SigningKey, new_id, new_token, token_hash};
+use latch_store::{NewSession, NewUser, SqliteStore, Store, StoreError};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::keys::{self, KeyError};
+use crate::state::{AppState, Inner, Limiters};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot load TLS certificate or key: {0}")]
+    Tls(std::io::Error),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Crypto(#[from] latch_crypto::CryptoError),
+}
+
+pub struct ServeOptions {
+    pub config: Config,
+    /// Dev mode: a bootstrap admin token is minted on every start.
+    pub dev: bool,
+    /// Dev only: let admins move the clock forward through the API.
+    pub test_clock: bool,
+}
+
+/// What the binary prints once the server listens.
+pub struct Ready {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub bootstrap_token: Option<Secret>,
+}
+
+/// The bootstrap admin's name, created on first start.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(), ServeError> {
+    let cfg = &opts.config;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data_dir = cfg.data_dir.clone();
+    let dir_err = |source| ServeError::DataDir { path: data_dir.clone(), source };
+    std::fs::create_dir_all(&data_dir).map_err(dir_err)?;
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+
+    let test_clock = (opts.dev && opts.test_clock).then(OffsetClock::new);
+    let clock: Arc<dyn Clock> = match &test_clock {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(SystemClock),
+    };
+    let sqlite = Arc::new(SqliteStore::open(&data_dir.join("latch.db"), clock.clone())?);
+    let store: Arc<dyn Store> = sqlite.clone();
+    let audit_key = Arc::new(keys::load_or_create(&keys::audit_key_path(&data_dir))?);
+    let dummy_hash = tokio::task::spawn_blocking(latch_crypto::password::dummy_hash)
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
+
+    let state = AppState(Arc::new(Inner {
+        store: store.clone(),
+        clock: clock.clone(),
+        audit_key: audit_key.clone(),
+        auth: cfg.auth.clone(),
+        limiters: Mutex::new(Limiters {
+            identity: FailureLimiter::new(cfg.auth.per_identity),
+            source: FailureLimiter::new(cfg.auth.per_source),
+        }),
+        test_clock,
+        dummy_hash,
+    }));
+
+    store
+        .append_audit(
+            AuditDraft::new("system", "system.start", "system:server")
+                .details(json!({ "version": env!("CARGO_PKG_VERSION"), "dev": opts.dev })),
+        )
+        .await?;
+    let bootstrap_token = bootstrap(&state, opts.dev).await?;
+
+    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+    let local = listener.local_addr()?;
+    let (router, _doc) = crate::api(state.clone());
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let handle: Handle<SocketAddr> = Handle::new();
+
+    let signals = tokio::spawn(shutdown_on_signal(handle.clone()));
+    let ticker = tokio::spawn(checkpoint_ticker(store.clone(), audit_key.clone(), cfg.checkpoint_interval));
+
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    on_ready(Ready { url: format!("{scheme}://{local}"), data_dir: data_dir.clone(), bootstrap_token });
+    tracing::info!(addr = %local, tls = cfg.tls.is_some(), dev = opts.dev, "latch listening");
+
+    let served = match &cfg.tls {
+        Some(files) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                .await
+                .map_err(ServeError::Tls)?;
+            axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app).await
+        }
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+    };
+    signals.abort();
+    ticker.abort();
+
+    // Seal the log: the stop event and a checkpoint over it.
+    let stop = store.append_audit(AuditDraft::new("system", "system.stop", "system:server")).await;
+    let cp = store.write_checkpoint(audit_key).await;
+    sqlite.close();
+    served?;
+    stop?;
+    cp?;
+    tracing::info!("latch stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    handle.graceful_shutdown(Some(Duration::from_secs(10)));
+}
+
+async fn checkpoint_ticker(store: Arc<dyn Store>, key: Arc<SigningKey>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        match store.write_checkpoint(key.clone()).await {
+            Ok(Some(cp)) => tracing::debug!(seq = cp.seq, "audit checkpoint written"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot write audit checkpoint"),
+        }
+    }
+}
+
+/// On an empty store, creates group `admins` and user `admin` in it. Mints a
+/// bootstrap session for `admin` on first start, and on every dev start.
+async fn bootstrap(st: &AppState, dev: bool) -> Result<Option<Secret>, ServeError> {
+    let first = st.store.is_empty().await?;
+    if first {
+        let ev = |action: &str, target: String| AuditDraft::new("system", action, target).details(json!({ "bootstrap": true }));
+        st.store.create_group(ADMIN_GROUP, "latch administrators", ev("group.create", format!("group:{ADMIN_GROUP}"))).await?;
+        let admin = NewUser { id: new_id("usr")?, name: BOOTSTRAP_ADMIN.into(), password_hash: None };
+        st.store
+            .create_user(admin, vec![ADMIN_GROUP.into()], ev("user.create", format!("user:{BOOTSTRAP_ADMIN}")))
+            .await?;
+    }
+    if !(first || dev) {
+        return Ok(None);
+    }
+    let Some(admin) = st.store.get_user(BOOTSTRAP_ADMIN).await? else {
+        tracing::warn!("user {BOOTSTRAP_ADMIN:?} no longer exists: no bootstrap token minted");
+        return Ok(None);
+    };
+    let token = new_token("lts")?;
+    let session = NewSession {
+        id: new_id("ses")?,
+        token_hash: token_hash(token.expose()),
+        principal_id: admin.id,
+        principal_kind: PrincipalKind::User,
+        mfa: false,
+        source: "bootstrap".into(),
+        expires_at: st.clock.now().plus(st.auth.session_ttl),
+    };
+    let ev = AuditDraft::new("system", "auth.bootstrap_token", format!("user:{BOOTSTRAP_ADMIN}"))
+        .details(json!({ "session_id": session.id }));
+    st.store.login(session, None, ev).await?;
+    Ok(Some(token))
+}

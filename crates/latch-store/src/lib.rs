@@ -1,0 +1,115 @@
+//! latch-store: where latch keeps its state.
+//!
+//! The [`Store`] trait speaks the domain (users, sessions, audit), not SQL.
+//! Every method that changes state takes the [`AuditDraft`] describing the
+//! change and appends it in the same transaction, so a change without its
+//! audit event cannot be written (invariant 1), and a failed append fails the
+//! change.
+//!
+//! The embedded backend is SQLite in WAL mode with `synchronous=FULL`: an
+//! acknowledged write survives power loss. One writer thread batches the
+//! writes that arrive together into one transaction (group commit), each in
+//! its own savepoint, so concurrent writers share one fsync without weakening
+//! durability. The SQL in `migrations/` is portable to PostgreSQL.
+#![forbid(unsafe_code)]
+
+pub mod migrations;
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use latch_audit::{AuditDraft, AuditEvent, Checkpoint};
+use latch_core::{Principal, PrincipalKind, Timestamp};
+use latch_crypto::SigningKey;
+use std::sync::Arc;
+use thiserror::Error;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("storage schema is version {found}, newer than this latch (knows {known}): upgrade latch")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+impl StoreError {
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        StoreError::NotFound { kind, name: name.into() }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Filters for listing audit events. `since` is exclusive: events with `seq > since`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub since: i64,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- users ---
+    async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
+    async fn get_user(&self, name: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// Disabling also revokes every session of the user, in the same transaction.
+    async fn set_user_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<User>;
+    async fn delete_user(&self, name: &str, audit: AuditDraft) -> Result<()>;
+    async fn set_password(&self, name: &str, password_hash: String, audit: AuditDraft) -> Result<()>;
+    async fn set_totp_pending(&self, user_id: &str, secret: String, audit: AuditDraft) -> Result<()>;
+    /// Activates the pending secret, consuming `step` (see [`Store::login`]).
+    async fn confirm_totp(&self, user_id: &str, step: i64, audit: AuditDraft) -> Result<()>;
+    async fn reset_totp(&self, name: &str, audit: AuditDraft) -> Result<()>;
+
+    // --- groups ---
+    async fn create_group(&self, name: &str, description: &str, audit: AuditDraft) -> Result<Group>;
+    async fn get_group(&self, name: &str) -> Result<Option<Group>>;
+    async fn list_groups(&self) -> Result<Vec<Group>>;
+    async fn delete_group(&self, name: &str, audit: AuditDraft) -> Result<()>;
+    async fn add_member(&self, group: &str, kind: PrincipalKind, member: &str, audit: AuditDraft) -> Result<()>;
+    async fn remove_member(&self, group: &str, kind: PrincipalKind, member: &str, audit: AuditDraft) -> Result<()>;
+
+    // --- service principals ---
+    async fn create_sp(&self, sp: NewServicePrincipal, groups: Vec<String>, audit: AuditDraft) -> Result<ServicePrincipal>;
+    async fn get_sp(&self, name_or_id: &str) -> Result<Option<ServicePrincipal>>;
+    async fn list_sps(&self) -> Result<Vec<ServicePrincipal>>;
+    /// Replaces the secret hash and revokes the principal's sessions.
+    async fn rotate_sp_secret(&self, name: &str, secret_hash: String, audit: AuditDraft) -> Result<ServicePrincipal>;
+    async fn set_sp_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<ServicePrincipal>;
+    async fn delete_sp(&self, name: &str, audit: AuditDraft) -> Result<()>;
+
+    // --- sessions ---
+    /// Creates a session. With `totp_step`, first consumes that TOTP step for
+    /// the user with a compare-and-set; a step not later than the last one
+    /// used fails with [`StoreError::Precondition`] and changes nothing.
+    async fn login(&self, session: NewSession, totp_step: Option<i64>, audit: AuditDraft) -> Result<Session>;
+    /// Resolves a bearer token (by hash) to its principal, if the session is
+    /// live at `now` and the principal exists and is enabled.
+    async fn authenticate(&self, token_hash: &str, now: Timestamp) -> Result<Option<Principal>>;
+    async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()>;
+
+    // --- audit ---
+    /// Appends an event that accompanies no other change (e.g. a failed login).
+    async fn append_audit(&self, audit: AuditDraft) -> Result<AuditEvent>;
+    async fn list_audit(&self, q: AuditQuery) -> Result<Vec<AuditEvent>>;
+    async fn audit_head(&self) -> Result<(i64, String)>;
+    async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    /// Signs and stores a checkpoint of the current head, unless one exists for it.
+    async fn write_checkpoint(&self, key: Arc<SigningKey>) -> Result<Option<Checkpoint>>;
+    /// Whether any identity exists yet (first start).
+    async fn is_empty(&self) -> Result<bool>;
+}

@@ -1,0 +1,257 @@
+//! Command-line grammar.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "latch", version, about = "Just-in-time privileged access", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Server URL.
+    #[arg(long, global = true, env = "LATCH_ADDR", default_value = "http://127.0.0.1:8200")]
+    pub addr: String,
+    /// Session token (from `latch login` or the server's bootstrap line).
+    #[arg(long, global = true, env = "LATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the server's TLS certificate.
+    #[arg(long, global = true, env = "LATCH_CACERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the latch server.
+    Server(ServerArgs),
+    /// Log in and print a session token as LATCH_TOKEN=….
+    Login(LoginArgs),
+    /// Revoke the current session token.
+    Logout,
+    /// Show who the current token belongs to.
+    Whoami,
+    /// Multi-factor authentication for the current user.
+    #[command(subcommand)]
+    Mfa(MfaCmd),
+    /// Manage users (administrators).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage groups and their members (administrators).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Manage service principals, the identities of pipelines and services (administrators).
+    #[command(subcommand)]
+    Sp(SpCmd),
+    /// Read and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Measure latch's throughput on this machine.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Development mode: embedded SQLite, prints a bootstrap admin token. Not for production.
+    #[arg(long, conflicts_with = "config")]
+    pub dev: bool,
+    /// Configuration file for real deployments.
+    #[arg(long, value_name = "latch.toml", required_unless_present = "dev")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (dev mode).
+    #[arg(long, default_value = "127.0.0.1:8200", requires = "dev")]
+    pub listen: SocketAddr,
+    /// Data directory (dev mode); a fresh temporary directory when omitted.
+    #[arg(long, requires = "dev")]
+    pub data: Option<PathBuf>,
+    /// Dev mode only: serve plain HTTP on a non-loopback address.
+    #[arg(long, requires = "dev")]
+    pub insecure_allow_plain_http: bool,
+    /// Dev mode only: let administrators move the server's clock forward (for tests).
+    #[arg(long, requires = "dev", hide = true)]
+    pub test_clock: bool,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// User name.
+    #[arg(long, conflicts_with = "sp", required_unless_present = "sp")]
+    pub user: Option<String>,
+    /// Service principal client id; the secret is read from stdin.
+    #[arg(long)]
+    pub sp: Option<String>,
+    /// Read the password (or client secret) from the first line of stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Current TOTP code, when MFA is enrolled.
+    #[arg(long)]
+    pub totp: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum MfaCmd {
+    /// Start TOTP enrollment: prints an otpauth:// URI for an authenticator app.
+    Enroll,
+    /// Finish enrollment with a code from the authenticator.
+    Confirm { code: String },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    /// Create a user.
+    Create {
+        name: String,
+        /// Add to this group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Read an initial password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Show one user.
+    Show { name: String },
+    /// Disable a user: their sessions stop working at once.
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Delete a user and revoke their sessions.
+    Delete { name: String },
+    /// Set a user's password (read from stdin).
+    SetPassword { name: String },
+    /// Remove a user's MFA enrollment (after a lost device).
+    ResetMfa { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MemberKind {
+    User,
+    Sp,
+}
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Add a user (or, with --kind sp, a service principal) to a group.
+    Add {
+        group: String,
+        member: String,
+        #[arg(long, value_enum, default_value_t = MemberKind::User)]
+        kind: MemberKind,
+    },
+    /// Remove a member from a group.
+    Remove {
+        group: String,
+        member: String,
+        #[arg(long, value_enum, default_value_t = MemberKind::User)]
+        kind: MemberKind,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SpCmd {
+    /// Create a service principal; prints its client id and secret once.
+    Create {
+        name: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Replace the secret (the old one and its sessions stop working).
+    RotateSecret {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// List events.
+    List {
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Print new events as they are appended.
+    Tail {
+        /// Keep following (like tail -f).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Start after this sequence number (default: the last 10 events).
+        #[arg(long)]
+        since: Option<i64>,
+    },
+    /// Recompute the hash chain and check the signed checkpoints.
+    Verify {
+        /// Read the data directory directly instead of asking a server.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Durable audit appends per second with concurrent writers (group commit),
+    /// then `audit verify` over the resulting log.
+    Audit {
+        /// Events to append.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 64)]
+        writers: u64,
+        /// Also build a log of this many events (batched) and time verifying it.
+        #[arg(long, default_value_t = 1_000_000)]
+        verify_events: u64,
+        /// Where to put the scratch database (default: a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,132 @@
+//! A small blocking HTTP client for the latch API.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::cli::Global;
+
+/// A failed API call, carrying the server's error code and message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Api(#[from] ApiFailure),
+    #[error("cannot reach latch at {addr}: {detail} (is the server running? set LATCH_ADDR)")]
+    Unreachable { addr: String, detail: String },
+    #[error("unexpected response from latch: {0}")]
+    Protocol(String),
+    #[error("cannot read CA certificate {path}: {detail}")]
+    CaCert { path: String, detail: String },
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(g: &Global) -> Result<Self, ClientError> {
+        let mut cfg = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .user_agent(concat!("latch-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &g.ca_cert {
+            let err = |detail: String| ClientError::CaCert { path: path.display().to_string(), detail };
+            let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| err(e.to_string()))?.to_owned();
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                .build();
+            cfg = cfg.tls_config(tls);
+        }
+        Ok(Client { agent: cfg.build().into(), base: g.addr.trim_end_matches('/').to_string(), token: g.token.clone() })
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call("GET", path, None::<&()>)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+        self.call("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.call::<Value>("DELETE", path, None::<&()>).map(|_| ())
+    }
+
+    /// Sends a request; a 2xx body is decoded as `T` (an empty body as JSON null).
+    pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let unreachable = |e: ureq::Error| ClientError::Unreachable { addr: self.base.clone(), detail: e.to_string() };
+        let mut resp = match (method, body) {
+            ("GET" | "DELETE", _) | (_, None) => {
+                let mut req = ureq::http::Request::builder().method(method).uri(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                let req = req.body(()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.agent.run(req).map_err(unreachable)?
+            }
+            (_, Some(b)) => {
+                let json = serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let mut req = ureq::http::Request::builder()
+                    .method(method)
+                    .uri(&url)
+                    .header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                let req = req.body(json).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                self.agent.run(req).map_err(unreachable)?
+            }
+        };
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let code = v["error"]["code"].as_str().unwrap_or("http_error").to_string();
+            let message = v["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {status} from {method} {path}"));
+            return Err(ApiFailure { status, code, message }.into());
+        }
+        let text = if text.trim().is_empty() { "null" } else { text.as_str() };
+        serde_json::from_str(text).map_err(|e| ClientError::Protocol(format!("{method} {path}: {e}")))
+    }
+}
+
+/// Percent-encodes a path segment (names are validated server-side, but a
+/// CLI argument must never be able to change which route is called).
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! `latch server`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use latch_server::config::{Config, LogFormat};
+use latch_server::serve::{self, Ready, ServeOptions};
+use latch_server::state::AuthSettings;
+use tracing_subscriber::EnvFilter;
+
+use crate::UsageError;
+use crate::cli::ServerArgs;
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut _tmp = None;
+    let config = if args.dev {
+        if !args.listen.ip().is_loopback() && !args.insecure_allow_plain_http {
+            return Err(UsageError(format!(
+                "--listen {} is not a loopback address and dev mode serves plain HTTP: \
+                 use 127.0.0.1, or add --insecure-allow-plain-http if you really mean it",
+                args.listen
+            ))
+            .into());
+        }
+        let data_dir = match args.data {
+            Some(d) => d,
+            None => {
+                let t = tempfile::Builder::new().prefix("latch-dev-").tempdir().context("cannot create a temporary data directory")?;
+                let p = t.path().to_path_buf();
+                _tmp = Some(t);
+                p
+            }
+        };
+        Config {
+            listen: args.listen,
+            data_dir,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            tls: None,
+            allow_plain_http: args.insecure_allow_plain_http,
+            auth: AuthSettings::default(),
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    } else {
+        let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;
+        Config::load(&path)?
+    };
+    init_logging(&config);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let dev = args.dev;
+    let opts = ServeOptions { config, dev, test_clock: args.test_clock };
+    rt.block_on(serve::run(opts, move |ready: Ready| {
+        // stdout carries only these machine-readable lines; logs go to stderr.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "LATCH_ADDR={}", ready.url);
+        if let Some(t) = &ready.bootstrap_token {
+            let _ = writeln!(out, "LATCH_TOKEN={}", t.expose());
+        }
+        let _ = out.flush();
+        if dev {
+            eprintln!(
+                "latch dev server: data in {} (SQLite, WAL). Not for production.\n  export LATCH_ADDR={}{}",
+                ready.data_dir.display(),
+                ready.url,
+                if ready.bootstrap_token.is_some() { " LATCH_TOKEN=<the token above>" } else { "" }
+            );
+        }
+    }))?;
+    Ok(())
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = EnvFilter::try_from_env("LATCH_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
