@@ -1,0 +1,266 @@
+//! Black-box test harness: starts the real `latch` binary as a dev server on a
+//! free loopback port in a throwaway data directory, drives it through the CLI
+//! and HTTP, and stops it. Time moves through the server's test clock, never
+//! by sleeping.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
+
+pub struct Server {
+    child: Option<Child>,
+    pub addr: String,
+    pub token: String,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub log: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: stdout={} stderr={}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Server {
+    /// A dev server with the test clock enabled, in a fresh data directory.
+    pub fn start() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = Server::start_in(&data, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A dev server on an existing data directory (restarts keep state).
+    pub fn start_in(data: &Path, extra: &[&str]) -> Server {
+        let log = data.with_extension(format!("log.{}", std::process::id()));
+        let log = unique(&log);
+        let logf = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--dev", "--test-clock", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("LATCH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logf);
+        let mut child = cmd.spawn().expect("spawn latch server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut addr, mut token) = (String::new(), String::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while addr.is_empty() || token.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(v) = line.strip_prefix("LATCH_ADDR=") {
+                        addr = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("LATCH_TOKEN=") {
+                        token = v.to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+                }
+            }
+        }
+        Server { child: Some(child), addr, token, data: data.to_path_buf(), _tmp: None, log }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.data.join("latch.db")
+    }
+
+    /// Runs `latch ARGS` as the bootstrap admin.
+    pub fn cli(&self, args: &[&str]) -> Out {
+        self.cli_as(&self.token, args, None)
+    }
+
+    /// Runs `latch ARGS` with `token` and optional stdin.
+    pub fn cli_as(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Out {
+        run_cli(&self.addr, token, args, stdin)
+    }
+
+    /// A user with a password, in the given groups; returns nothing.
+    pub fn create_user(&self, name: &str, password: &str, groups: &[&str]) {
+        let mut args = vec!["user", "create", name, "--password-stdin"];
+        for g in groups {
+            args.push("--group");
+            args.push(g);
+        }
+        self.cli_as(&self.token, &args, Some(password)).ok();
+    }
+
+    /// Logs in with a password (and optional TOTP code); returns the token.
+    pub fn login(&self, user: &str, password: &str, totp: Option<&str>) -> Result<String, Out> {
+        let mut args = vec!["login", "--user", user, "--password-stdin", "-o", "json"];
+        if let Some(code) = totp {
+            args.push("--totp");
+            args.push(code);
+        }
+        let out = run_cli(&self.addr, "", &args, Some(password));
+        if out.code == 0 { Ok(out.json()["token"].as_str().unwrap().to_string()) } else { Err(out) }
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance(&self, d: &str) {
+        let (status, body) = self.http("POST", "/v1/sys/test/clock", Some(&self.token), Some(&serde_json::json!({ "advance": d })));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// One HTTP request; returns status and JSON body (Null when empty).
+    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let raw = body.map(|b| b.to_string());
+        let (status, _headers, text) = self.http_raw(method, path, token, raw.as_deref(), &[]);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// One HTTP request with a raw body and extra headers.
+    pub fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.addr));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut resp = agent.run(req.body(body.unwrap_or("").as_bytes().to_vec()).unwrap()).unwrap();
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (status, hs, text)
+    }
+
+    /// Audit events (as JSON) matching an action.
+    pub fn audit(&self, action: &str) -> Vec<Value> {
+        let out = self.cli(&["audit", "list", "--action", action, "-o", "json"]).ok();
+        out.json()["events"].as_array().unwrap().clone()
+    }
+
+    /// SIGTERM, then wait; returns the exit code.
+    pub fn stop(&mut self) -> i32 {
+        let Some(mut child) = self.child.take() else { return -1 };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not stop within 30 s of SIGTERM");
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn unique(p: &Path) -> PathBuf {
+    let mut n = 0;
+    loop {
+        let cand = PathBuf::from(format!("{}.{n}", p.display()));
+        if !cand.exists() {
+            return cand;
+        }
+        n += 1;
+    }
+}
+
+pub fn run_cli(addr: &str, token: &str, args: &[&str], stdin: Option<&str>) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("LATCH_ADDR", addr)
+        .env_remove("LATCH_CACERT")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if token.is_empty() {
+        cmd.env_remove("LATCH_TOKEN");
+    } else {
+        cmd.env("LATCH_TOKEN", token);
+    }
+    let mut child = cmd.spawn().expect("spawn latch");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(format!("{input}\n").as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The current TOTP code for a base32 secret at the server's clock `now_ms`.
+pub fn totp_at(secret: &str, now_ms: i64) -> String {
+    latch_crypto::totp::code_at(secret, latch_crypto::totp::step_at(now_ms / 1000)).unwrap()
+}
+
+/// The secret from an otpauth:// URI.
+pub fn secret_from_uri(uri: &str) -> String {
+    uri.split("secret=").nth(1).unwrap().split('&').next().unwrap().to_string()
+}
+
+impl Server {
+    /// The server's current time in ms (nudges its test clock forward by 1 s).
+    pub fn now_ms(&self) -> i64 {
+        let (status, body) =
+            self.http("POST", "/v1/sys/test/clock", Some(&self.token), Some(&serde_json::json!({ "advance": "1s" })));
+        assert_eq!(status, 200, "{body}");
+        body["now_ms"].as_i64().unwrap()
+    }
+}
