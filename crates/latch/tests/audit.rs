@@ -1,0 +1,185 @@
+//! The audit log is tamper-evident: `latch audit verify` passes on an
+//! untouched store and names the first bad sequence number after each kind
+//! of tampering. Tests edit the SQLite file directly, as an attacker with
+//! database access would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{BIN, Server};
+use rusqlite::Connection;
+
+const PW: &str = "correct horse battery";
+
+/// A stopped server's data directory with ~20 events and a final checkpoint.
+fn populated() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start_in(&data, &[]);
+    s.cli(&["group", "create", "ops"]).ok();
+    for name in ["u1", "u2", "u3"] {
+        s.create_user(name, PW, &["ops"]);
+        s.login(name, PW, None).unwrap();
+        assert!(s.login(name, "wrong password", None).is_err());
+    }
+    s.cli(&["sp", "create", "ci"]).ok();
+    assert_eq!(s.stop(), 0);
+    (tmp, data)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn verify_dir(data: &Path) -> common::Out {
+    let out = std::process::Command::new(BIN).args(["audit", "verify", "--data"]).arg(data).output().unwrap();
+    common::Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Applies `sql` to a fresh copy of `data` and returns `audit verify` on it.
+fn tampered(data: &Path, sql: &str) -> common::Out {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let copy = dir.join("data");
+    copy_dir(data, &copy);
+    let conn = Connection::open(copy.join("latch.db")).unwrap();
+    conn.execute_batch(sql).unwrap();
+    drop(conn);
+    let out = verify_dir(&copy);
+    let _ = std::fs::remove_dir_all(dir);
+    out
+}
+
+fn head(data: &Path) -> i64 {
+    let conn = Connection::open(data.join("latch.db")).unwrap();
+    conn.query_row("SELECT MAX(seq) FROM audit_events", [], |r| r.get(0)).unwrap()
+}
+
+const CONTENT: &str = "time, actor, action, target, outcome, request_id, source, details, hash";
+
+#[test]
+fn verify_passes_untouched_and_names_the_seq_of_each_tampering() {
+    let (_tmp, data) = populated();
+    let ok = verify_dir(&data).ok();
+    assert!(ok.stdout.contains("audit chain OK"), "{}", ok.stdout);
+    assert!(ok.stdout.contains("1 signed checkpoints verified"), "{}", ok.stdout);
+    let last = head(&data);
+    assert!(last > 15);
+
+    // A row's content edited.
+    let out = tampered(&data, "UPDATE audit_events SET target = 'user:mallory' WHERE seq = 7");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("seq 7"), "{}", out.stderr);
+
+    // The outcome of a failed login rewritten to success.
+    let out = tampered(&data, "UPDATE audit_events SET outcome = 'success' WHERE outcome = 'failure'");
+    assert_ne!(out.code, 0, "{}", out.stderr);
+
+    // An outcome no code writes.
+    let out = tampered(&data, "UPDATE audit_events SET outcome = 'bogus' WHERE seq = 9");
+    assert!(out.code == 1 && out.stderr.contains("seq 9"), "{}", out.stderr);
+
+    // A row deleted.
+    let out = tampered(&data, "DELETE FROM audit_events WHERE seq = 5");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("seq 5"), "{}", out.stderr);
+
+    // Two rows swapped (contents exchanged, sequence numbers kept).
+    let swap = format!(
+        "CREATE TEMP TABLE a AS SELECT {CONTENT} FROM audit_events WHERE seq = 10;
+         CREATE TEMP TABLE b AS SELECT {CONTENT} FROM audit_events WHERE seq = 11;
+         UPDATE audit_events SET (time, actor, action, target, outcome, request_id, source, details, hash) =
+             (SELECT {CONTENT} FROM b) WHERE seq = 10;
+         UPDATE audit_events SET (time, actor, action, target, outcome, request_id, source, details, hash) =
+             (SELECT {CONTENT} FROM a) WHERE seq = 11;"
+    );
+    let out = tampered(&data, &swap);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("seq 10"), "{}", out.stderr);
+
+    // A row appended without the chain.
+    let next = last + 1;
+    let append = format!(
+        "INSERT INTO audit_events (seq, {CONTENT}) SELECT {next}, time, actor, action, 'user:backdoor', outcome,
+         request_id, source, details, hash FROM audit_events WHERE seq = {last}"
+    );
+    let out = tampered(&data, &append);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains(&format!("seq {next}")), "{}", out.stderr);
+
+    // A row inserted in the middle (shifting later rows).
+    let out = tampered(
+        &data,
+        &format!("UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 12; UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1012;
+          INSERT INTO audit_events (seq, {CONTENT}) SELECT 12, time, actor, action, target, outcome, request_id, source, details, hash
+          FROM audit_events WHERE seq = 11"),
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("seq 12"), "{}", out.stderr);
+
+    // The tail cut off: the signed checkpoint still vouches for it.
+    let out = tampered(&data, &format!("DELETE FROM audit_events WHERE seq = {last}"));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("truncated"), "{}", out.stderr);
+
+    // A forged checkpoint (no key): its signature does not verify.
+    let out = tampered(&data, "UPDATE audit_checkpoints SET hash = '00'");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid signature"), "{}", out.stderr);
+}
+
+#[test]
+fn verify_through_the_api_detects_edits_made_under_a_running_server() {
+    let s = Server::start();
+    s.create_user("alice", PW, &[]);
+    s.login("alice", PW, None).unwrap();
+    let ok = s.cli(&["audit", "verify", "-o", "json"]).ok().json();
+    assert!(ok["events"].as_u64().unwrap() >= 6);
+
+    let conn = Connection::open(s.db()).unwrap();
+    conn.execute("UPDATE audit_events SET actor = 'user:nobody' WHERE action = 'user.create' AND target = 'user:alice'", [])
+        .unwrap();
+    let seq: i64 = conn
+        .query_row("SELECT seq FROM audit_events WHERE target = 'user:alice' AND action = 'user.create'", [], |r| r.get(0))
+        .unwrap();
+    drop(conn);
+    let bad = s.cli(&["audit", "verify"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains(&format!("seq {seq}")), "{}", bad.stderr);
+}
+
+#[test]
+fn audit_list_filters_and_tail() {
+    let s = Server::start();
+    s.create_user("alice", PW, &[]);
+    s.create_user("bob", PW, &[]);
+    let creates = s.cli(&["audit", "list", "--action", "user.create", "-o", "json"]).ok().json();
+    let targets: Vec<_> = creates["events"].as_array().unwrap().iter().map(|e| e["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["user:admin", "user:alice", "user:bob"]);
+    let by_admin = s.cli(&["audit", "list", "--actor", "user:admin", "-o", "json"]).ok().json();
+    assert!(by_admin["events"].as_array().unwrap().iter().all(|e| e["actor"] == "user:admin"));
+    let since = creates["events"][1]["seq"].as_i64().unwrap();
+    let after = s.cli(&["audit", "list", "--since", &since.to_string(), "-o", "json"]).ok().json();
+    assert!(after["events"].as_array().unwrap().iter().all(|e| e["seq"].as_i64().unwrap() > since));
+    let tail = s.cli(&["audit", "tail"]).ok().stdout;
+    assert!(tail.contains("user.create") && tail.contains("user:bob"), "{tail}");
+    // Every event carries the fields the contract names.
+    for e in by_admin["events"].as_array().unwrap() {
+        for k in ["seq", "time", "actor", "action", "target", "outcome", "request_id", "source", "details", "hash"] {
+            assert!(e.get(k).is_some(), "{k} missing in {e}");
+        }
+    }
+}
