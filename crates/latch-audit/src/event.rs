@@ -155,13 +155,7 @@ impl Checkpoint {
     }
     pub fn sign(key: &SigningKey, seq: i64, hash: &str, time: Timestamp) -> Self {
         let sig = key.sign(&Self::signed_bytes(seq, hash, time));
-        Checkpoint {
-            seq,
-            hash: hash.to_string(),
-            time,
-            key_id: key.verifying_key().key_id(),
-            signature: hex(&sig),
-        }
+        Checkpoint { seq, hash: hash.to_string(), time, key_id: key.verifying_key().key_id(), signature: hex(&sig) }
     }
     pub fn verify(&self, key: &VerifyingKey) -> bool {
         let Ok(sig) = data_encoding::HEXLOWER_PERMISSIVE.decode(self.signature.as_bytes()) else { return false };

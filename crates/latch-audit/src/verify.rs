@@ -71,14 +71,7 @@ impl ChainVerifier {
             }
             pending.insert(cp.seq, cp);
         }
-        Ok(ChainVerifier {
-            key,
-            pending,
-            prev_hash: GENESIS_HASH.to_string(),
-            next_seq: 1,
-            events: 0,
-            checkpoints: 0,
-        })
+        Ok(ChainVerifier { key, pending, prev_hash: GENESIS_HASH.to_string(), next_seq: 1, events: 0, checkpoints: 0 })
     }
 
     pub fn key(&self) -> &VerifyingKey {

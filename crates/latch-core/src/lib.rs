@@ -9,11 +9,13 @@
 
 pub mod clock;
 pub mod duration;
+pub mod jit;
 pub mod name;
 pub mod principal;
 pub mod ratelimit;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock, Timestamp};
-pub use duration::{DurationError, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use jit::RequestState;
 pub use name::{NameError, validate_name};
 pub use principal::{Principal, PrincipalKind};

@@ -18,9 +18,8 @@ fn argon2() -> Result<Argon2<'static>, CryptoError> {
 pub fn hash_password(password: &str) -> Result<String, CryptoError> {
     let salt_bytes = random_bytes(16)?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
-    let hash = argon2()?
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
+    let hash =
+        argon2()?.hash_password(password.as_bytes(), &salt).map_err(|e| CryptoError::PasswordHash(e.to_string()))?;
     Ok(hash.to_string())
 }
 

@@ -47,7 +47,7 @@ pub fn verify(secret_b32: &str, code: &str, unix_secs: i64, last_used_step: Opti
     let now = step_at(unix_secs);
     let mut found = None;
     for step in (now - SKEW_STEPS)..=(now + SKEW_STEPS) {
-        let Some(expected) = code_at(secret_b32, step) else { return None };
+        let expected = code_at(secret_b32, step)?;
         let fresh = last_used_step.is_none_or(|last| step > last);
         if crate::ct_eq(expected.as_bytes(), code.as_bytes()) && fresh && found.is_none() {
             found = Some(step);

@@ -22,7 +22,16 @@
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
+//!
+//! [requests]
+//! timeout = "24h"             # pending requests time out after this
+//!
+//! [notify]
+//! webhook = "https://hooks.example.com/latch"
 //! ```
+//!
+//! `public_url = "https://latch.example.com"` (top level) sets the issuer of
+//! tokens; it defaults to the listen address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +41,7 @@ use latch_core::parse_duration;
 use latch_core::ratelimit::Limit;
 use serde::Deserialize;
 
-use crate::state::AuthSettings;
+use crate::state::{AuthSettings, JitSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -56,6 +65,24 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     audit: RawAudit,
+    /// The URL clients use to reach this server (the `iss` of tokens).
+    public_url: Option<String>,
+    #[serde(default)]
+    requests: RawRequests,
+    #[serde(default)]
+    notify: RawNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequests {
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    webhook: Option<String>,
 }
 
 fn default_log_level() -> String {
@@ -113,11 +140,14 @@ pub struct Config {
     pub allow_plain_http: bool,
     pub auth: AuthSettings,
     pub checkpoint_interval: Duration,
+    pub public_url: Option<String>,
+    pub jit: JitSettings,
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::parse(path, &text)
     }
 
@@ -165,20 +195,49 @@ impl Config {
         let d = AuthSettings::default();
         let auth = AuthSettings {
             session_ttl: dur("[auth] session_ttl", &raw.auth.session_ttl, d.session_ttl)?,
-            sp_session_ttl: dur("[auth] service_principal_session_ttl", &raw.auth.service_principal_session_ttl, d.sp_session_ttl)?,
+            sp_session_ttl: dur(
+                "[auth] service_principal_session_ttl",
+                &raw.auth.service_principal_session_ttl,
+                d.sp_session_ttl,
+            )?,
             per_identity: Limit {
-                max_failures: positive("[auth] max_failures_per_identity", raw.auth.max_failures_per_identity, d.per_identity.max_failures)
-                    .map_err(invalid)?,
+                max_failures: positive(
+                    "[auth] max_failures_per_identity",
+                    raw.auth.max_failures_per_identity,
+                    d.per_identity.max_failures,
+                )
+                .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_identity.window)?,
             },
             per_source: Limit {
-                max_failures: positive("[auth] max_failures_per_source", raw.auth.max_failures_per_source, d.per_source.max_failures)
-                    .map_err(invalid)?,
+                max_failures: positive(
+                    "[auth] max_failures_per_source",
+                    raw.auth.max_failures_per_source,
+                    d.per_source.max_failures,
+                )
+                .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
             },
         };
-        let checkpoint_interval = dur("[audit] checkpoint_interval", &raw.audit.checkpoint_interval, Duration::from_secs(60))?;
+        let checkpoint_interval =
+            dur("[audit] checkpoint_interval", &raw.audit.checkpoint_interval, Duration::from_secs(60))?;
+        if let Some(u) = &raw.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(format!("public_url = {u:?} must start with https:// or http://")));
+        }
+        if let Some(u) = &raw.notify.webhook
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(invalid(format!("[notify] webhook = {u:?} must start with https:// or http://")));
+        }
+        let jit = JitSettings {
+            request_timeout: dur("[requests] timeout", &raw.requests.timeout, JitSettings::default().request_timeout)?,
+            webhook: raw.notify.webhook.clone(),
+        };
         Ok(Config {
+            public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            jit,
             listen,
             data_dir: raw.data_dir,
             log_level,
@@ -231,9 +290,13 @@ mod tests {
 
     #[test]
     fn errors_name_key_and_line() {
-        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/tmp/x\"\nlog_levle = \"info\"\n").unwrap_err().to_string();
+        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/tmp/x\"\nlog_levle = \"info\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3") && e.contains("log_levle"), "{e}");
-        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n[auth]\nsession_ttl = \"8x\"\n").unwrap_err().to_string();
+        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n[auth]\nsession_ttl = \"8x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[auth] session_ttl") && e.contains("unknown unit"), "{e}");
         let e = parse("listen = \"0.0.0.0:8200\"\ndata_dir = \"/x\"\n").unwrap_err().to_string();
         assert!(e.contains("not a loopback address"), "{e}");

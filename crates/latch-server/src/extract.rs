@@ -29,11 +29,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional JSON body: an empty body is `None`; anything else must parse.
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    message: format!("request body exceeds the limit of {} bytes", crate::BODY_LIMIT),
+                }
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(Some(ApiJson(v))),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
 fn json_rejection(rej: JsonRejection) -> ApiError {
     match rej {
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::BadRequest(format!("malformed JSON: {}", e.body_text().replace("Failed to parse the request body as JSON: ", "")))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
+            "malformed JSON: {}",
+            e.body_text().replace("Failed to parse the request body as JSON: ", "")
+        )),
         JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
             "invalid request body: {}",
             e.body_text().replace("Failed to deserialize the JSON body into the target type: ", "")
@@ -42,7 +67,9 @@ fn json_rejection(rej: JsonRejection) -> ApiError {
             message: "send the body as JSON with the header Content-Type: application/json".into(),
         },
         JsonRejection::BytesRejection(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge { message: format!("request body exceeds the limit of {} bytes", crate::BODY_LIMIT) }
+            ApiError::PayloadTooLarge {
+                message: format!("request body exceeds the limit of {} bytes", crate::BODY_LIMIT),
+            }
         }
         other => ApiError::BadRequest(other.body_text()),
     }
@@ -122,9 +149,8 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
             "missing token: send `Authorization: Bearer <token>` (the CLI reads LATCH_TOKEN)".into(),
         ));
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid text".into()))?;
+    let value =
+        value.to_str().map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid text".into()))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
         _ => Err(ApiError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())),

@@ -45,7 +45,8 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
 
 fn parse(path: &Path, text: &str) -> Result<SigningKey, KeyError> {
     let malformed = || KeyError::Malformed { path: path.to_path_buf() };
-    let seed = Zeroizing::new(data_encoding::HEXLOWER_PERMISSIVE.decode(text.trim().as_bytes()).map_err(|_| malformed())?);
+    let seed =
+        Zeroizing::new(data_encoding::HEXLOWER_PERMISSIVE.decode(text.trim().as_bytes()).map_err(|_| malformed())?);
     SigningKey::from_seed(&seed).map_err(|_| malformed())
 }
 

@@ -11,10 +11,12 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod keys;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod token_keys;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -28,7 +30,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::routes::{audit, auth, groups, sps, sys, users};
+use crate::routes::{audit, auth, groups, jit, policy, sps, sys, tokens, users};
 use crate::state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -36,7 +38,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "latch", description = "Just-in-time privileged access: identities, authentication and audit."),
+    info(title = "latch", description = "Just-in-time privileged access: identities, policy, requests and grants, signed tokens, audit."),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -46,7 +48,10 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -80,6 +85,27 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::events))
         .routes(routes!(audit::checkpoints))
         .routes(routes!(audit::key))
+        .routes(routes!(sys::notifications))
+        .routes(routes!(policy::apply))
+        .routes(routes!(policy::show))
+        .routes(routes!(policy::simulate))
+        .routes(routes!(policy::replay))
+        .routes(routes!(jit::create, jit::list))
+        .routes(routes!(jit::show))
+        .routes(routes!(jit::approve))
+        .routes(routes!(jit::deny))
+        .routes(routes!(jit::cancel))
+        .routes(routes!(jit::review))
+        .routes(routes!(jit::breakglass))
+        .routes(routes!(jit::grants))
+        .routes(routes!(jit::grant))
+        .routes(routes!(jit::revoke))
+        .routes(routes!(tokens::issue))
+        .routes(routes!(tokens::jwks))
+        .routes(routes!(tokens::openid_configuration))
+        .routes(routes!(tokens::introspect))
+        .routes(routes!(tokens::revoked))
+        .routes(routes!(tokens::rotate_key))
         .with_state(state)
         .split_for_parts();
     let doc_json = doc.clone();

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum_server::Handle;
@@ -19,8 +19,11 @@ use latch_store::{NewSession, NewUser, SqliteStore, Store, StoreError};
 use serde_json::json;
 
 use crate::config::Config;
+use crate::jobs;
 use crate::keys::{self, KeyError};
-use crate::state::{AppState, Inner, Limiters};
+use crate::state::{AppState, Inner, Limiters, NotifyStatus};
+use crate::token_keys::TokenKeyring;
+use latch_policy::Bundle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -38,6 +41,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Crypto(#[from] latch_crypto::CryptoError),
+    #[error("the stored policy version no longer validates: {0}")]
+    Policy(String),
 }
 
 pub struct ServeOptions {
@@ -78,6 +83,18 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         .await
         .map_err(|e| ServeError::Io(std::io::Error::other(e)))??;
 
+    let listener =
+        std::net::TcpListener::bind(cfg.listen).map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+    let local = listener.local_addr()?;
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{local}");
+    let issuer = cfg.public_url.clone().unwrap_or_else(|| url.clone());
+    let policy = match store.active_policy().await? {
+        Some(v) => Bundle::from_files(&v.files).map_err(|e| ServeError::Policy(e.to_string()))?,
+        None => Bundle::empty(),
+    };
+    let token_keys = TokenKeyring::load(&data_dir)?;
+
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
         clock: clock.clone(),
@@ -89,6 +106,11 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         }),
         test_clock,
         dummy_hash,
+        policy: RwLock::new(Arc::new(policy)),
+        token_keys: RwLock::new(Arc::new(token_keys)),
+        issuer,
+        jit: cfg.jit.clone(),
+        notify: Mutex::new(NotifyStatus::default()),
     }));
 
     store
@@ -99,17 +121,21 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         .await?;
     let bootstrap_token = bootstrap(&state, opts.dev).await?;
 
-    let listener = std::net::TcpListener::bind(cfg.listen).map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
-    let local = listener.local_addr()?;
     let (router, _doc) = crate::api(state.clone());
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle: Handle<SocketAddr> = Handle::new();
 
     let signals = tokio::spawn(shutdown_on_signal(handle.clone()));
-    let ticker = tokio::spawn(checkpoint_ticker(store.clone(), audit_key.clone(), cfg.checkpoint_interval));
+    let mut background = vec![
+        tokio::spawn(checkpoint_ticker(store.clone(), audit_key.clone(), cfg.checkpoint_interval)),
+        tokio::spawn(jobs::sweeper(state.clone())),
+        tokio::spawn(jobs::prune_token_keys(state.clone())),
+    ];
+    if let Some(url) = cfg.jit.webhook.clone() {
+        background.push(tokio::spawn(jobs::notifier(state.clone(), url)));
+    }
 
-    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-    on_ready(Ready { url: format!("{scheme}://{local}"), data_dir: data_dir.clone(), bootstrap_token });
+    on_ready(Ready { url, data_dir: data_dir.clone(), bootstrap_token });
     tracing::info!(addr = %local, tls = cfg.tls.is_some(), dev = opts.dev, "latch listening");
 
     let served = match &cfg.tls {
@@ -122,7 +148,9 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
     };
     signals.abort();
-    ticker.abort();
+    for task in background {
+        task.abort();
+    }
 
     // Seal the log: the stop event and a checkpoint over it.
     let stop = store.append_audit(AuditDraft::new("system", "system.stop", "system:server")).await;
@@ -167,8 +195,12 @@ async fn checkpoint_ticker(store: Arc<dyn Store>, key: Arc<SigningKey>, every: D
 async fn bootstrap(st: &AppState, dev: bool) -> Result<Option<Secret>, ServeError> {
     let first = st.store.is_empty().await?;
     if first {
-        let ev = |action: &str, target: String| AuditDraft::new("system", action, target).details(json!({ "bootstrap": true }));
-        st.store.create_group(ADMIN_GROUP, "latch administrators", ev("group.create", format!("group:{ADMIN_GROUP}"))).await?;
+        let ev = |action: &str, target: String| {
+            AuditDraft::new("system", action, target).details(json!({ "bootstrap": true }))
+        };
+        st.store
+            .create_group(ADMIN_GROUP, "latch administrators", ev("group.create", format!("group:{ADMIN_GROUP}")))
+            .await?;
         let admin = NewUser { id: new_id("usr")?, name: BOOTSTRAP_ADMIN.into(), password_hash: None };
         st.store
             .create_user(admin, vec![ADMIN_GROUP.into()], ev("user.create", format!("user:{BOOTSTRAP_ADMIN}")))

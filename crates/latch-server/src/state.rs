@@ -1,13 +1,16 @@
 //! Shared server state.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use latch_core::ratelimit::{FailureLimiter, Limit};
 use latch_core::{Clock, OffsetClock};
 use latch_crypto::SigningKey;
+use latch_policy::Bundle;
 use latch_store::Store;
+
+use crate::token_keys::TokenKeyring;
 
 /// Tunables of authentication, from `[auth]` in latch.toml.
 #[derive(Clone, Debug)]
@@ -29,6 +32,32 @@ impl Default for AuthSettings {
     }
 }
 
+/// Tunables of the request workflow, from `[requests]` and `[notify]`.
+#[derive(Clone, Debug)]
+pub struct JitSettings {
+    /// How long a request may wait for approval before it times out.
+    pub request_timeout: Duration,
+    /// Where request and break-glass notifications are POSTed.
+    pub webhook: Option<String>,
+}
+
+impl Default for JitSettings {
+    fn default() -> Self {
+        JitSettings { request_timeout: Duration::from_secs(24 * 3600), webhook: None }
+    }
+}
+
+/// What the webhook deliverer last saw; failures are visible, never silent.
+#[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct NotifyStatus {
+    pub configured: bool,
+    pub delivered: u64,
+    pub failures: u64,
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub cursor: i64,
+}
+
 pub struct Limiters {
     pub identity: FailureLimiter,
     pub source: FailureLimiter,
@@ -44,6 +73,13 @@ pub struct Inner {
     pub test_clock: Option<OffsetClock>,
     /// Verified against when a login names no user, to equalise timing.
     pub dummy_hash: String,
+    /// The policy bundle in force; replaced whole by `apply`.
+    pub policy: RwLock<Arc<Bundle>>,
+    pub token_keys: RwLock<Arc<TokenKeyring>>,
+    /// `iss` of issued tokens: the server's public URL.
+    pub issuer: String,
+    pub jit: JitSettings,
+    pub notify: Mutex<NotifyStatus>,
 }
 
 #[derive(Clone)]
@@ -57,6 +93,21 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    pub fn policy(&self) -> Arc<Bundle> {
+        self.policy.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set_policy(&self, b: Arc<Bundle>) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = b;
+    }
+    pub fn token_keys(&self) -> Arc<TokenKeyring> {
+        self.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set_token_keys(&self, k: Arc<TokenKeyring>) {
+        *self.token_keys.write().unwrap_or_else(|p| p.into_inner()) = k;
+    }
+    pub fn notify_status(&self) -> std::sync::MutexGuard<'_, NotifyStatus> {
+        self.notify.lock().unwrap_or_else(|p| p.into_inner())
+    }
     pub fn limiters(&self) -> std::sync::MutexGuard<'_, Limiters> {
         self.limiters.lock().unwrap_or_else(|p| p.into_inner())
     }

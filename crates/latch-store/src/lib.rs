@@ -60,8 +60,76 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// Access requests, approvals, grants, tokens and policy versions.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait JitStore: Send + Sync + 'static {
+    async fn active_policy(&self) -> Result<Option<PolicyVersion>>;
+    /// Stores `v` (if new) and makes it the active version.
+    async fn apply_policy(&self, v: PolicyVersion, audit: AuditDraft) -> Result<()>;
+
+    /// Creates a request in `req.state`: Pending, Denied (by policy), or Active
+    /// together with its `grant` (auto-approval, break-glass).
+    async fn create_request(
+        &self,
+        req: AccessRequest,
+        grant: Option<Grant>,
+        audit: AuditDraft,
+    ) -> Result<AccessRequest>;
+    async fn get_request(&self, id: &str) -> Result<Option<AccessRequest>>;
+    async fn list_requests(&self, f: RequestFilter) -> Result<Vec<AccessRequest>>;
+    /// Records one approval of a pending request. Exactly one call — the one
+    /// that reaches the threshold — creates the grant `grant_id`, starting now.
+    async fn approve_request(
+        &self,
+        id: &str,
+        approval: Approval,
+        grant_id: String,
+        audit: AuditDraft,
+        grant_audit: AuditDraft,
+    ) -> Result<ApprovalOutcome>;
+    /// Ends a pending request as Denied or Cancelled.
+    async fn close_request(
+        &self,
+        id: &str,
+        to: latch_core::RequestState,
+        by: &str,
+        note: &str,
+        audit: AuditDraft,
+    ) -> Result<AccessRequest>;
+    /// Records the post-incident review of a break-glass request.
+    async fn review_request(&self, id: &str, by: &str, comment: &str, audit: AuditDraft) -> Result<AccessRequest>;
+
+    async fn get_grant(&self, id: &str) -> Result<Option<Grant>>;
+    async fn list_grants(&self, principal_id: Option<&str>, live_at: Option<Timestamp>) -> Result<Vec<Grant>>;
+    /// Revokes an active grant and, in the same transaction, every token issued under it.
+    async fn revoke_grant(&self, id: &str, by: &str, reason: &str, audit: AuditDraft) -> Result<(Grant, Vec<String>)>;
+    /// Expires grants and times out pending requests due at `now`, one audit event each.
+    async fn sweep(
+        &self,
+        now: Timestamp,
+        expire: SweepAudit<Grant>,
+        timeout: SweepAudit<AccessRequest>,
+    ) -> Result<Swept>;
+
+    /// Records an issued token, refusing if its grant is not live at that moment.
+    async fn record_token(&self, t: IssuedToken, audit: AuditDraft) -> Result<()>;
+    async fn get_token(&self, jti: &str) -> Result<Option<(IssuedToken, Grant)>>;
+    /// Revoked tokens that have not yet expired at `now`.
+    async fn revoked_tokens(&self, now: Timestamp) -> Result<Vec<IssuedToken>>;
+
+    /// Whether any token signed by key `kid` is unexpired at `now`.
+    async fn key_in_use(&self, kid: &str, now: Timestamp) -> Result<bool>;
+
+    /// A named consumer's position in the audit log (0 when new).
+    async fn cursor(&self, name: &str) -> Result<i64>;
+    async fn set_cursor(&self, name: &str, seq: i64) -> Result<()>;
+}
+
+/// Builds the audit event for one item the sweeper ends.
+pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
+
+#[async_trait]
+pub trait Store: JitStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;
@@ -84,7 +152,12 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_member(&self, group: &str, kind: PrincipalKind, member: &str, audit: AuditDraft) -> Result<()>;
 
     // --- service principals ---
-    async fn create_sp(&self, sp: NewServicePrincipal, groups: Vec<String>, audit: AuditDraft) -> Result<ServicePrincipal>;
+    async fn create_sp(
+        &self,
+        sp: NewServicePrincipal,
+        groups: Vec<String>,
+        audit: AuditDraft,
+    ) -> Result<ServicePrincipal>;
     async fn get_sp(&self, name_or_id: &str) -> Result<Option<ServicePrincipal>>;
     async fn list_sps(&self) -> Result<Vec<ServicePrincipal>>;
     /// Replaces the secret hash and revokes the principal's sessions.

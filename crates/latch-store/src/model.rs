@@ -78,3 +78,133 @@ pub struct Session {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
 }
+
+/// A stored policy bundle (roles + Cedar policies), addressed by content hash.
+#[derive(Clone, Debug)]
+pub struct PolicyVersion {
+    pub hash: String,
+    pub files: std::collections::BTreeMap<String, String>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessRequest {
+    pub id: String,
+    pub requester_id: String,
+    pub requester_kind: PrincipalKind,
+    pub requester_name: String,
+    pub role: String,
+    pub reason: String,
+    pub ticket: String,
+    pub duration_ms: i64,
+    pub state: latch_core::RequestState,
+    pub breakglass: bool,
+    pub approvals_required: i64,
+    pub policy_hash: String,
+    pub context: serde_json::Value,
+    pub decision: serde_json::Value,
+    pub created_at: Timestamp,
+    pub pending_until: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    pub decided_by: Option<String>,
+    pub decision_note: Option<String>,
+    pub grant_id: Option<String>,
+    pub reviewed_at: Option<Timestamp>,
+    pub reviewed_by: Option<String>,
+    pub review_comment: Option<String>,
+    /// Filled when read: approvals recorded so far.
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Approval {
+    pub approver_id: String,
+    pub approver_name: String,
+    pub comment: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl GrantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantState::Active => "active",
+            GrantState::Expired => "expired",
+            GrantState::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(GrantState::Active),
+            "expired" => Some(GrantState::Expired),
+            "revoked" => Some(GrantState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Grant {
+    pub id: String,
+    pub request_id: String,
+    pub principal_id: String,
+    pub principal_kind: PrincipalKind,
+    pub principal_name: String,
+    pub role: String,
+    pub breakglass: bool,
+    pub starts_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub state: GrantState,
+    pub ended_at: Option<Timestamp>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+impl Grant {
+    /// Live at `now`: active and not past its end (the sweeper may lag).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.state == GrantState::Active && now < self.expires_at
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub jti: String,
+    pub grant_id: String,
+    pub kid: String,
+    pub audience: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    pub state: Option<latch_core::RequestState>,
+    pub requester_id: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub limit: usize,
+}
+
+/// What one approval did.
+#[derive(Clone, Debug)]
+pub enum ApprovalOutcome {
+    /// Recorded; `have` of `need` approvals so far.
+    Recorded { have: i64, need: i64 },
+    /// The threshold was reached by this approval: the grant now exists.
+    Granted(Grant),
+}
+
+/// What the sweeper ended.
+#[derive(Clone, Debug, Default)]
+pub struct Swept {
+    pub expired: Vec<Grant>,
+    pub timed_out: Vec<AccessRequest>,
+}

@@ -1,6 +1,8 @@
 //! The writer's group commit: many concurrent writers, one chain, and a
 //! failing write rolled back alone without a hole in the chain.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use latch_audit::AuditDraft;
@@ -78,7 +80,11 @@ async fn a_failing_write_rolls_back_alone_with_its_audit_event() {
             Ok(()) => {}
         }
     }
-    let dup = store.create_user(NewUser { id: "usr_dup".into(), name: "alice".into(), password_hash: None }, vec![], draft(50));
+    let dup = store.create_user(
+        NewUser { id: "usr_dup".into(), name: "alice".into(), password_hash: None },
+        vec![],
+        draft(50),
+    );
     assert!(matches!(dup.await, Err(StoreError::Conflict(m)) if m.contains("already exists")));
     assert_eq!(conflicts, 20);
     let events = store.list_audit(AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
@@ -96,7 +102,10 @@ async fn a_failing_write_rolls_back_alone_with_its_audit_event() {
 #[tokio::test]
 async fn sessions_resolve_until_expiry_revocation_or_disable() {
     let (_dir, store, clock) = open();
-    store.create_user(NewUser { id: "usr_a".into(), name: "a".into(), password_hash: None }, vec![], draft(0)).await.unwrap();
+    store
+        .create_user(NewUser { id: "usr_a".into(), name: "a".into(), password_hash: None }, vec![], draft(0))
+        .await
+        .unwrap();
     let session = |id: &str, hash: &str| latch_store::NewSession {
         id: id.into(),
         token_hash: hash.into(),

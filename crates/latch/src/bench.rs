@@ -19,6 +19,8 @@ use crate::out::emit;
 pub fn run(cmd: BenchCmd, g: &Global) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Audit { events, writers, verify_events, dir } => audit(g, events, writers, verify_events, dir),
+        BenchCmd::Policy { roles, principals, decisions } => crate::bench_jit::policy(g, roles, principals, decisions),
+        BenchCmd::Http { requests, concurrency, seconds } => crate::bench_jit::http(g, requests, concurrency, seconds),
     }
 }
 
@@ -28,7 +30,7 @@ fn draft(i: u64) -> AuditDraft {
         .details(json!({ "i": i, "note": "a typical small event body" }))
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -109,11 +111,11 @@ fn audit(g: &Global, events: u64, writers: u64, verify_events: u64, dir: Option<
         let verify_secs = t0.elapsed().as_secs_f64();
         anyhow::Ok(json!({
             "durability": "SQLite WAL, synchronous=FULL (fsync per commit)",
-            "serial": { "appends": serial_n, "appends_per_sec": serial_rate.round() },
+            "serial": { "appends": serial_n, "appends_per_sec": serial_rate.round() as i64 },
             "concurrent": {
                 "appends": events,
                 "writers": writers,
-                "appends_per_sec": (events as f64 / concurrent_secs).round(),
+                "appends_per_sec": (events as f64 / concurrent_secs).round() as i64,
                 "latency_ms_p50": pct(&lat, 0.50),
                 "latency_ms_p99": pct(&lat, 0.99),
             },
@@ -122,7 +124,7 @@ fn audit(g: &Global, events: u64, writers: u64, verify_events: u64, dir: Option<
                 "checkpoints": report.checkpoints,
                 "build_secs": build_secs,
                 "verify_secs": verify_secs,
-                "events_per_sec": (report.events as f64 / verify_secs).round(),
+                "events_per_sec": (report.events as f64 / verify_secs).round() as i64,
             },
         }))
     })?;

@@ -58,6 +58,90 @@ pub enum Command {
     /// Manage service principals, the identities of pipelines and services (administrators).
     #[command(subcommand)]
     Sp(SpCmd),
+    /// Apply a policy directory (roles/*.toml, policies/*.cedar).
+    Apply {
+        dir: PathBuf,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        plan: bool,
+    },
+    /// List the roles in force.
+    Roles,
+    /// Inspect, simulate and replay policy decisions.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Ask for a privileged role.
+    Request(RequestArgs),
+    /// List access requests.
+    Requests {
+        /// pending, active, expired, revoked, denied, cancelled, timed_out
+        #[arg(long)]
+        state: Option<String>,
+        /// Only mine.
+        #[arg(long, conflicts_with = "to_review")]
+        mine: bool,
+        /// Pending requests I may approve.
+        #[arg(long)]
+        to_review: bool,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve a pending request.
+    Approve {
+        id: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny a pending request.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Cancel your pending request.
+    Cancel { id: String },
+    /// List grants (yours, or everyone's with --all).
+    Grants {
+        #[arg(long)]
+        all: bool,
+        /// Only grants in force now.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Revoke a grant and every credential issued under it.
+    Revoke {
+        grant_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Issue a signed token (EdDSA JWT) under one of your grants.
+    Token {
+        #[arg(long)]
+        grant: String,
+        #[arg(long)]
+        audience: Option<String>,
+        /// Lifetime, e.g. 15m (never past the grant's end).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Ask latch whether a token is active (RFC 7662 introspection).
+    Introspect { token: String },
+    /// Emergency access: active at once, flagged, alerted, reviewed afterwards.
+    Breakglass {
+        role: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long, default_value = "")]
+        ticket: String,
+    },
+    /// Record the post-incident review of a break-glass use.
+    Review {
+        id: String,
+        #[arg(long)]
+        comment: String,
+    },
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -83,6 +167,12 @@ pub struct ServerArgs {
     /// Dev mode only: serve plain HTTP on a non-loopback address.
     #[arg(long, requires = "dev")]
     pub insecure_allow_plain_http: bool,
+    /// Dev mode: POST request and break-glass notifications to this URL.
+    #[arg(long, requires = "dev")]
+    pub webhook: Option<String>,
+    /// Dev mode: pending requests time out after this long.
+    #[arg(long, default_value = "24h", requires = "dev")]
+    pub request_timeout: String,
     /// Dev mode only: let administrators move the server's clock forward (for tests).
     #[arg(long, requires = "dev", hide = true)]
     pub test_clock: bool,
@@ -102,6 +192,56 @@ pub struct LoginArgs {
     /// Current TOTP code, when MFA is enrolled.
     #[arg(long)]
     pub totp: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RequestArgs {
+    pub role: String,
+    /// How long, e.g. 30m (the role's default when omitted).
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+    /// Block until the request is decided, then print the grant.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, default_value = "1h", requires = "wait")]
+    pub wait_timeout: String,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Show the policy version, roles and policy ids in force.
+    Show,
+    /// Would this request be allowed, and why?
+    Simulate {
+        /// The user (or service principal with --sp) to decide for.
+        #[arg(long = "as")]
+        principal: String,
+        #[arg(long)]
+        sp: bool,
+        #[arg(long)]
+        role: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Context values: mfa=true, ticket=INC-1, reason=…, source_ip=10.0.0.1, hour=3, weekday=sat (repeatable).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+        /// Decide under the bundle in this directory instead of the one in force.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Re-evaluate past requests under the current (or a proposed) policy and list changed decisions.
+    Replay {
+        /// How far back, e.g. 7d.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -238,6 +378,28 @@ pub enum AuditCmd {
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// In-process policy decision latency over 100 roles and 1,000 principals.
+    Policy {
+        #[arg(long, default_value_t = 100)]
+        roles: usize,
+        #[arg(long, default_value_t = 1000)]
+        principals: usize,
+        #[arg(long, default_value_t = 200_000)]
+        decisions: usize,
+    },
+    /// End to end over HTTP against a fresh dev server this command starts:
+    /// auto-approved request + token issue, then introspection vs health.
+    Http {
+        /// Auto-approved request + token pairs to run.
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Seconds to run each of the introspection and health loads.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Durable audit appends per second with concurrent writers (group commit),
     /// then `audit verify` over the resulting log.
     Audit {

@@ -45,9 +45,7 @@ impl Client {
             let err = |detail: String| ClientError::CaCert { path: path.display().to_string(), detail };
             let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
             let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| err(e.to_string()))?.to_owned();
-            let tls = ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
-                .build();
+            let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&[cert])).build();
             cfg = cfg.tls_config(tls);
         }
         Ok(Client { agent: cfg.build().into(), base: g.addr.trim_end_matches('/').to_string(), token: g.token.clone() })
@@ -70,7 +68,12 @@ impl Client {
     }
 
     /// Sends a request; a 2xx body is decoded as `T` (an empty body as JSON null).
-    pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> Result<T, ClientError> {
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let unreachable = |e: ureq::Error| ClientError::Unreachable { addr: self.base.clone(), detail: e.to_string() };
@@ -85,10 +88,8 @@ impl Client {
             }
             (_, Some(b)) => {
                 let json = serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                let mut req = ureq::http::Request::builder()
-                    .method(method)
-                    .uri(&url)
-                    .header("Content-Type", "application/json");
+                let mut req =
+                    ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
                 if let Some(a) = &auth {
                     req = req.header("Authorization", a);
                 }

@@ -32,7 +32,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
         Command::User(u) => user(&c, g, u),
         Command::Group(gr) => group(&c, g, gr),
         Command::Sp(sp) => service_principal(&c, g, sp),
-        Command::Server(_) | Command::Audit(_) | Command::Bench(_) => Err(anyhow::anyhow!("not a client command")),
+        _ => Err(anyhow::anyhow!("not an identity command")),
     }
 }
 
@@ -58,7 +58,9 @@ fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
         }
         (None, Some(client_id)) => {
             if a.totp.is_some() {
-                return Err(UsageError("--totp is for users; service principals log in with their secret".into()).into());
+                return Err(
+                    UsageError("--totp is for users; service principals log in with their secret".into()).into()
+                );
             }
             let secret = read_secret_line("client secret")?;
             c.post("/v1/auth/sp/login", &json!({ "client_id": client_id, "client_secret": secret }))?
@@ -172,14 +174,19 @@ fn group(c: &Client, g: &Global, cmd: GroupCmd) -> anyhow::Result<()> {
         }
         GroupCmd::Show { name } => {
             let v: Value = c.get(&format!("/v1/groups/{}", seg(&name)))?;
-            emit(g, &v, |v| table(&["name", "description", "members"], vec![vec![s(v, "name"), s(v, "description"), members(v)]]));
+            emit(g, &v, |v| {
+                table(&["name", "description", "members"], vec![vec![s(v, "name"), s(v, "description"), members(v)]])
+            });
         }
         GroupCmd::Delete { name } => {
             c.delete(&format!("/v1/groups/{}", seg(&name)))?;
             emit(g, &json!({ "deleted": name }), |_| println!("group {name} deleted"));
         }
         GroupCmd::Add { group, member, kind } => {
-            c.post::<Value>(&format!("/v1/groups/{}/members", seg(&group)), &json!({ "kind": kind_str(kind), "name": member }))?;
+            c.post::<Value>(
+                &format!("/v1/groups/{}/members", seg(&group)),
+                &json!({ "kind": kind_str(kind), "name": member }),
+            )?;
             emit(g, &json!({ "added": member, "group": group }), |_| println!("{member} added to {group}"));
         }
         GroupCmd::Remove { group, member, kind } => {
@@ -206,14 +213,17 @@ fn service_principal(c: &Client, g: &Global, cmd: SpCmd) -> anyhow::Result<()> {
     let path = |name: &str| format!("/v1/service-principals/{}", seg(name));
     match cmd {
         SpCmd::Create { name, groups, description } => {
-            let v: Value =
-                c.post("/v1/service-principals", &json!({ "name": name, "groups": groups, "description": description }))?;
+            let v: Value = c.post(
+                "/v1/service-principals",
+                &json!({ "name": name, "groups": groups, "description": description }),
+            )?;
             print_credentials(g, &v);
         }
         SpCmd::List => {
             let v: Value = c.get("/v1/service-principals")?;
             emit(g, &v, |v| {
-                let rows = v["service_principals"].as_array().map(|a| a.iter().map(sp_row).collect()).unwrap_or_default();
+                let rows =
+                    v["service_principals"].as_array().map(|a| a.iter().map(sp_row).collect()).unwrap_or_default();
                 table(&["name", "client_id", "disabled", "groups", "secret_rotated_at"], rows);
             });
         }

@@ -5,9 +5,11 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_jit;
 mod cli;
 mod client;
 mod commands;
+mod jit_cmd;
 mod out;
 mod server_cmd;
 
@@ -25,6 +27,21 @@ fn main() -> ExitCode {
         Command::Server(args) => server_cmd::run(args),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
+        c @ (Command::Apply { .. }
+        | Command::Roles
+        | Command::Policy(_)
+        | Command::Request(_)
+        | Command::Requests { .. }
+        | Command::Show { .. }
+        | Command::Approve { .. }
+        | Command::Deny { .. }
+        | Command::Cancel { .. }
+        | Command::Grants { .. }
+        | Command::Revoke { .. }
+        | Command::Token { .. }
+        | Command::Introspect { .. }
+        | Command::Breakglass { .. }
+        | Command::Review { .. }) => jit_cmd::run(c, &g),
         other => commands::run(other, &g),
     };
     match result {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use latch_server::config::{Config, LogFormat};
 use latch_server::serve::{self, Ready, ServeOptions};
-use latch_server::state::AuthSettings;
+use latch_server::state::{AuthSettings, JitSettings};
 use tracing_subscriber::EnvFilter;
 
 use crate::UsageError;
@@ -26,7 +26,10 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let data_dir = match args.data {
             Some(d) => d,
             None => {
-                let t = tempfile::Builder::new().prefix("latch-dev-").tempdir().context("cannot create a temporary data directory")?;
+                let t = tempfile::Builder::new()
+                    .prefix("latch-dev-")
+                    .tempdir()
+                    .context("cannot create a temporary data directory")?;
                 let p = t.path().to_path_buf();
                 _tmp = Some(t);
                 p
@@ -41,13 +44,20 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             allow_plain_http: args.insecure_allow_plain_http,
             auth: AuthSettings::default(),
             checkpoint_interval: Duration::from_secs(60),
+            public_url: None,
+            jit: JitSettings {
+                request_timeout: latch_core::parse_duration(&args.request_timeout)
+                    .map_err(|e| UsageError(format!("--request-timeout: {e}")))?,
+                webhook: args.webhook.clone(),
+            },
         }
     } else {
         let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;
         Config::load(&path)?
     };
     init_logging(&config);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let dev = args.dev;
     let opts = ServeOptions { config, dev, test_clock: args.test_clock };
     rt.block_on(serve::run(opts, move |ready: Ready| {

@@ -3,6 +3,8 @@
 //! of tampering. Tests edit the SQLite file directly, as an attacker with
 //! database access would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -150,10 +152,15 @@ fn verify_through_the_api_detects_edits_made_under_a_running_server() {
     assert!(ok["events"].as_u64().unwrap() >= 6);
 
     let conn = Connection::open(s.db()).unwrap();
-    conn.execute("UPDATE audit_events SET actor = 'user:nobody' WHERE action = 'user.create' AND target = 'user:alice'", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE audit_events SET actor = 'user:nobody' WHERE action = 'user.create' AND target = 'user:alice'",
+        [],
+    )
+    .unwrap();
     let seq: i64 = conn
-        .query_row("SELECT seq FROM audit_events WHERE target = 'user:alice' AND action = 'user.create'", [], |r| r.get(0))
+        .query_row("SELECT seq FROM audit_events WHERE target = 'user:alice' AND action = 'user.create'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     drop(conn);
     let bad = s.cli(&["audit", "verify"]);

@@ -1,5 +1,7 @@
 //! Authentication, sessions and identities, driven through the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{Server, run_cli, secret_from_uri, totp_at};
@@ -35,7 +37,8 @@ fn password_login_and_wrong_password_audited() {
     assert!(ghost.stderr.contains("invalid user name or password"), "same message for unknown users");
 
     let logins = s.audit("auth.login");
-    let reasons: Vec<_> = logins.iter().map(|e| (e["outcome"].as_str().unwrap(), e["details"]["reason"].clone())).collect();
+    let reasons: Vec<_> =
+        logins.iter().map(|e| (e["outcome"].as_str().unwrap(), e["details"]["reason"].clone())).collect();
     assert_eq!(reasons[0], ("success", serde_json::Value::Null));
     assert_eq!(reasons[1], ("failure", json!("bad_password")));
     assert_eq!(reasons[2], ("failure", json!("unknown_user")));
@@ -83,15 +86,15 @@ fn totp_enrollment_login_replay_and_skew() {
     s.advance("90s");
     let now = s.now_ms();
     let stale = totp_at(&secret, now - 60_000);
-    if stale != totp_at(&secret, now) && stale != totp_at(&secret, now + 30_000) && stale != totp_at(&secret, now - 30_000) {
+    if stale != totp_at(&secret, now)
+        && stale != totp_at(&secret, now + 30_000)
+        && stale != totp_at(&secret, now - 30_000)
+    {
         assert!(s.login("bob", PW, Some(&stale)).is_err(), "a code two steps old is refused");
     }
 
-    let reasons: Vec<String> = s
-        .audit("auth.login")
-        .iter()
-        .filter_map(|e| e["details"]["reason"].as_str().map(str::to_string))
-        .collect();
+    let reasons: Vec<String> =
+        s.audit("auth.login").iter().filter_map(|e| e["details"]["reason"].as_str().map(str::to_string)).collect();
     assert!(reasons.contains(&"mfa_required".to_string()));
     assert!(reasons.contains(&"totp_replayed".to_string()));
     assert_eq!(s.audit("mfa.confirm").len(), 1);
@@ -125,7 +128,8 @@ fn rate_limit_engages_per_identity_and_per_source() {
     let (status, body) = s.http("POST", "/v1/auth/login", None, Some(&json!({ "user": "dave", "password": PW })));
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
-    let denied: Vec<_> = s.audit("auth.login").into_iter().filter(|e| e["details"]["reason"] == "rate_limited").collect();
+    let denied: Vec<_> =
+        s.audit("auth.login").into_iter().filter(|e| e["details"]["reason"] == "rate_limited").collect();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0]["outcome"], "denied");
     // Other identities are not locked by dave's failures...
@@ -187,7 +191,8 @@ fn service_principal_login_rotation_and_disable() {
     let creds = s.cli(&["sp", "create", "ci-deploy", "--group", "deployers", "-o", "json"]).ok().json();
     let id = creds["client_id"].as_str().unwrap().to_string();
     let secret = creds["client_secret"].as_str().unwrap().to_string();
-    let sp_login = |secret: &str| run_cli(&s.addr, "", &["login", "--sp", &id, "--password-stdin", "-o", "json"], Some(secret));
+    let sp_login =
+        |secret: &str| run_cli(&s.addr, "", &["login", "--sp", &id, "--password-stdin", "-o", "json"], Some(secret));
 
     let t = sp_login(&secret).ok().json()["token"].as_str().unwrap().to_string();
     let who = s.cli_as(&t, &["whoami", "-o", "json"], None).ok().json();

@@ -96,8 +96,13 @@ pub struct AuditKey {
 
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(EventsQuery),
     responses((status = 200, body = EventPage), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn events(State(st): State<AppState>, _admin: Admin, ApiQuery(q): ApiQuery<EventsQuery>) -> ApiResult<Json<EventPage>> {
-    let query = latch_store::AuditQuery { since: q.since, actor: q.actor, action: q.action, limit: q.limit.unwrap_or(1000) };
+pub async fn events(
+    State(st): State<AppState>,
+    _admin: Admin,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<EventPage>> {
+    let query =
+        latch_store::AuditQuery { since: q.since, actor: q.actor, action: q.action, limit: q.limit.unwrap_or(1000) };
     let events = st.store.list_audit(query).await?;
     let next_since = events.last().map_or(q.since, |e| e.seq);
     Ok(Json(EventPage { events: events.into_iter().map(EventView::from).collect(), next_since }))

@@ -152,7 +152,11 @@ async fn open_session(
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn login(State(st): State<AppState>, ctx: Ctx, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+pub async fn login(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
     let now = st.clock.now();
     let target = attempted("user", &req.user);
     let id_key = target.clone();
@@ -255,7 +259,9 @@ pub async fn sp_login(
             return Err(refuse(&st, &ctx, &target, reason, bad()).await);
         }
     };
-    let resp = open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), false, None, "client_secret").await?;
+    let resp =
+        open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), false, None, "client_secret")
+            .await?;
     st.limiters().identity.clear(&target);
     Ok(Json(resp))
 }

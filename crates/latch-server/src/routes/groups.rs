@@ -107,10 +107,17 @@ pub async fn show(State(st): State<AppState>, _admin: Admin, Path(name): Path<St
 
 #[utoipa::path(delete, path = "/v1/groups/{name}", tag = "groups",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     path_name("group", &name)?;
     if name == ADMIN_GROUP {
-        return Err(ApiError::Conflict(format!("group {ADMIN_GROUP:?} holds latch's administrators and cannot be deleted")));
+        return Err(ApiError::Conflict(format!(
+            "group {ADMIN_GROUP:?} holds latch's administrators and cannot be deleted"
+        )));
     }
     let ev = ctx.audit(admin.audit_name(), "group.delete", format!("group:{name}"));
     st.store.delete_group(&name, ev).await?;
@@ -148,7 +155,9 @@ pub async fn remove_member(
     let kind = PrincipalKind::parse(&kind)
         .ok_or_else(|| ApiError::BadRequest(format!("member kind must be user or service_principal, not {kind:?}")))?;
     if name == ADMIN_GROUP && kind == admin.kind && member == admin.name {
-        return Err(ApiError::Conflict("you cannot remove yourself from the administrators: ask another administrator".into()));
+        return Err(ApiError::Conflict(
+            "you cannot remove yourself from the administrators: ask another administrator".into(),
+        ));
     }
     let ev = ctx
         .audit(admin.audit_name(), "group.remove_member", format!("group:{name}"))

@@ -3,8 +3,11 @@
 pub mod audit;
 pub mod auth;
 pub mod groups;
+pub mod jit;
+pub mod policy;
 pub mod sps;
 pub mod sys;
+pub mod tokens;
 pub mod users;
 
 use latch_core::validate_name;

@@ -88,7 +88,12 @@ pub async fn create(
     let ev = ctx
         .audit(admin.audit_name(), "sp.create", format!("service_principal:{}", req.name))
         .details(json!({ "client_id": id, "groups": req.groups }));
-    let sp = NewServicePrincipal { id, name: req.name, description: req.description, secret_hash: token_hash(secret.expose()) };
+    let sp = NewServicePrincipal {
+        id,
+        name: req.name,
+        description: req.description,
+        secret_hash: token_hash(secret.expose()),
+    };
     let created = st.store.create_sp(sp, req.groups, ev).await?;
     Ok((StatusCode::CREATED, Json(credentials(created, &secret))))
 }
@@ -127,7 +132,13 @@ pub async fn rotate_secret(
     Ok(Json(credentials(sp, &secret)))
 }
 
-async fn set_disabled(st: AppState, ctx: Ctx, admin: latch_core::Principal, name: String, disabled: bool) -> ApiResult<Json<SpView>> {
+async fn set_disabled(
+    st: AppState,
+    ctx: Ctx,
+    admin: latch_core::Principal,
+    name: String,
+    disabled: bool,
+) -> ApiResult<Json<SpView>> {
     path_name("service principal", &name)?;
     let action = if disabled { "sp.disable" } else { "sp.enable" };
     let ev = ctx.audit(admin.audit_name(), action, format!("service_principal:{name}"));
@@ -136,19 +147,34 @@ async fn set_disabled(st: AppState, ctx: Ctx, admin: latch_core::Principal, name
 
 #[utoipa::path(post, path = "/v1/service-principals/{name}/disable", tag = "service-principals",
     responses((status = 200, body = SpView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn disable(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<Json<SpView>> {
+pub async fn disable(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SpView>> {
     set_disabled(st, ctx, admin, name, true).await
 }
 
 #[utoipa::path(post, path = "/v1/service-principals/{name}/enable", tag = "service-principals",
     responses((status = 200, body = SpView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn enable(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<Json<SpView>> {
+pub async fn enable(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SpView>> {
     set_disabled(st, ctx, admin, name, false).await
 }
 
 #[utoipa::path(delete, path = "/v1/service-principals/{name}", tag = "service-principals",
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     path_name("service principal", &name)?;
     let ev = ctx.audit(admin.audit_name(), "sp.delete", format!("service_principal:{name}"));
     st.store.delete_sp(&name, ev).await?;

@@ -67,3 +67,9 @@ pub async fn advance_clock(
     st.store.append_audit(ev).await?;
     Ok(Json(ClockNow { now: now.to_rfc3339(), now_ms: now.millis() }))
 }
+
+#[utoipa::path(get, path = "/v1/sys/notifications", tag = "sys",
+    responses((status = 200, body = crate::state::NotifyStatus)), security(("bearer" = [])))]
+pub async fn notifications(State(st): State<AppState>, _admin: Admin) -> Json<crate::state::NotifyStatus> {
+    Json(st.notify_status().clone())
+}

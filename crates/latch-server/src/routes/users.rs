@@ -123,7 +123,13 @@ fn not_self(admin: &latch_core::Principal, name: &str, what: &str) -> ApiResult<
     Ok(())
 }
 
-async fn set_disabled(st: AppState, ctx: Ctx, admin: latch_core::Principal, name: String, disabled: bool) -> ApiResult<Json<UserView>> {
+async fn set_disabled(
+    st: AppState,
+    ctx: Ctx,
+    admin: latch_core::Principal,
+    name: String,
+    disabled: bool,
+) -> ApiResult<Json<UserView>> {
     path_name("user", &name)?;
     if disabled {
         not_self(&admin, &name, "disable")?;
@@ -135,19 +141,34 @@ async fn set_disabled(st: AppState, ctx: Ctx, admin: latch_core::Principal, name
 
 #[utoipa::path(post, path = "/v1/users/{name}/disable", tag = "users",
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn disable(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<Json<UserView>> {
+pub async fn disable(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<UserView>> {
     set_disabled(st, ctx, admin, name, true).await
 }
 
 #[utoipa::path(post, path = "/v1/users/{name}/enable", tag = "users",
     responses((status = 200, body = UserView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn enable(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<Json<UserView>> {
+pub async fn enable(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<UserView>> {
     set_disabled(st, ctx, admin, name, false).await
 }
 
 #[utoipa::path(delete, path = "/v1/users/{name}", tag = "users",
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn delete(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     path_name("user", &name)?;
     not_self(&admin, &name, "delete")?;
     let ev = ctx.audit(admin.audit_name(), "user.delete", format!("user:{name}"));
@@ -175,7 +196,12 @@ pub async fn set_password(
 
 #[utoipa::path(delete, path = "/v1/users/{name}/mfa", tag = "users",
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn reset_mfa(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn reset_mfa(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     path_name("user", &name)?;
     let ev = ctx.audit(admin.audit_name(), "user.reset_mfa", format!("user:{name}"));
     st.store.reset_totp(&name, ev).await?;

@@ -7,6 +7,7 @@
 //! all after the single fsync of the commit (group commit). Reads go to a
 //! small pool of `query_only` connections, which WAL lets run beside the writer.
 
+mod jit;
 mod queries;
 pub mod verify;
 mod writer;
@@ -60,9 +61,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
 
 fn migrate(conn: &mut Connection, clock: &dyn Clock) -> Result<()> {
     conn.execute_batch(BOOKKEEPING).map_err(backend)?;
-    let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
-        .map_err(backend)?;
+    let current: i64 =
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(backend)?;
     if current > LATEST {
         return Err(StoreError::SchemaTooNew { found: current, known: LATEST });
     }

@@ -12,8 +12,7 @@ use super::{SqliteStore, WriteCtx, backend, sql_err};
 use crate::model::*;
 use crate::{AuditQuery, Result, Store, StoreError};
 
-const USER_COLS: &str =
-    "id, name, password_hash, disabled, totp_secret, totp_confirmed, totp_last_step, created_at";
+const USER_COLS: &str = "id, name, password_hash, disabled, totp_secret, totp_confirmed, totp_last_step, created_at";
 const SP_COLS: &str = "id, name, description, secret_hash, secret_rotated_at, disabled, created_at";
 const AUDIT_COLS: &str = "seq, time, actor, action, target, outcome, request_id, source, details, hash";
 
@@ -149,6 +148,54 @@ fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<usize> {
         .map_err(backend)
 }
 
+/// Ends everything a principal holds: sessions, active grants (and their
+/// requests) and the tokens issued under them. Returns the grant ids ended.
+fn revoke_everything_of(ctx: &WriteCtx<'_>, principal_id: &str, by: &str, reason: &str) -> Result<Vec<String>> {
+    revoke_sessions_of(ctx, principal_id)?;
+    let now = ctx.now().millis();
+    let grants: Vec<(String, String)> = {
+        let mut st = ctx
+            .conn()
+            .prepare_cached(
+                "SELECT id, request_id FROM grants WHERE principal_id = ?1 AND state = 'active' ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = st.query_map([principal_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
+    };
+    for (grant, request) in &grants {
+        ctx.conn()
+            .execute(
+                "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND state = 'active'",
+                params![grant, now, by, reason],
+            )
+            .map_err(backend)?;
+        ctx.conn()
+            .execute(
+                "UPDATE access_requests SET state = 'revoked', decided_at = ?2, decided_by = ?3, decision_note = ?4
+                 WHERE id = ?1 AND state = 'active'",
+                params![request, now, by, reason],
+            )
+            .map_err(backend)?;
+        ctx.conn()
+            .execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
+                params![grant, now],
+            )
+            .map_err(backend)?;
+    }
+    Ok(grants.into_iter().map(|(g, _)| g).collect())
+}
+
+/// `audit` with the ended grants added to its details.
+fn with_ended(audit: AuditDraft, grants: Vec<String>) -> AuditDraft {
+    let mut details = audit.details.clone();
+    if let Some(m) = details.as_object_mut() {
+        m.insert("grants_revoked".into(), serde_json::json!(grants));
+    }
+    audit.details(details)
+}
+
 fn conflict(e: StoreError, what: String) -> StoreError {
     match e {
         StoreError::Conflict(_) => StoreError::Conflict(what),
@@ -165,9 +212,7 @@ fn group_members(conn: &Connection, gid: &str) -> Result<Vec<Member>> {
              WHERE m.group_id = ?1 ORDER BY n",
         )
         .map_err(backend)?;
-    let rows = st
-        .query_map([gid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(backend)?;
+    let rows = st.query_map([gid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(backend)?;
     let mut out = Vec::new();
     for row in rows {
         let (kind, name) = row.map_err(backend)?;
@@ -241,10 +286,9 @@ impl Store for SqliteStore {
                     params![user.id, disabled, ctx.now().millis()],
                 )
                 .map_err(backend)?;
-            if disabled {
-                revoke_sessions_of(ctx, &user.id)?;
-            }
-            ctx.audit(audit)?;
+            let ended =
+                if disabled { revoke_everything_of(ctx, &user.id, &audit.actor, "user disabled")? } else { Vec::new() };
+            ctx.audit(with_ended(audit, ended))?;
             require_user(ctx.conn(), &name)
         })
         .await
@@ -254,10 +298,10 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let user = require_user(ctx.conn(), &name)?;
-            revoke_sessions_of(ctx, &user.id)?;
+            let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
             ctx.conn().execute("DELETE FROM group_members WHERE principal_id = ?1", [&user.id]).map_err(backend)?;
             ctx.conn().execute("DELETE FROM users WHERE id = ?1", [&user.id]).map_err(backend)?;
-            ctx.audit(audit)?;
+            ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
         .await
@@ -459,7 +503,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_sp(&self, sp: NewServicePrincipal, groups: Vec<String>, audit: AuditDraft) -> Result<ServicePrincipal> {
+    async fn create_sp(
+        &self,
+        sp: NewServicePrincipal,
+        groups: Vec<String>,
+        audit: AuditDraft,
+    ) -> Result<ServicePrincipal> {
         self.write(move |ctx| {
             let now = ctx.now().millis();
             ctx.conn()
@@ -524,10 +573,12 @@ impl Store for SqliteStore {
             ctx.conn()
                 .execute("UPDATE service_principals SET disabled = ?2 WHERE id = ?1", params![sp.id, disabled])
                 .map_err(backend)?;
-            if disabled {
-                revoke_sessions_of(ctx, &sp.id)?;
-            }
-            ctx.audit(audit)?;
+            let ended = if disabled {
+                revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal disabled")?
+            } else {
+                Vec::new()
+            };
+            ctx.audit(with_ended(audit, ended))?;
             require_sp(ctx.conn(), &sp.id)
         })
         .await
@@ -537,10 +588,10 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let sp = require_sp(ctx.conn(), &name)?;
-            revoke_sessions_of(ctx, &sp.id)?;
+            let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
             ctx.conn().execute("DELETE FROM group_members WHERE principal_id = ?1", [&sp.id]).map_err(backend)?;
             ctx.conn().execute("DELETE FROM service_principals WHERE id = ?1", [&sp.id]).map_err(backend)?;
-            ctx.audit(audit)?;
+            ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
         .await

@@ -129,7 +129,8 @@ impl Server {
 
     /// Moves the server's clock forward.
     pub fn advance(&self, d: &str) {
-        let (status, body) = self.http("POST", "/v1/sys/test/clock", Some(&self.token), Some(&serde_json::json!({ "advance": d })));
+        let (status, body) =
+            self.http("POST", "/v1/sys/test/clock", Some(&self.token), Some(&serde_json::json!({ "advance": d })));
         assert_eq!(status, 200, "{body}");
     }
 

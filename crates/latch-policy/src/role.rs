@@ -1,0 +1,668 @@
+//! Role files: `roles/NAME.toml`, one role per file.
+//!
+//! A role carries the limits and obligations that hold whatever the Cedar
+//! policies say: maximum duration, approvals needed and from whom, MFA,
+//! reason and ticket requirements, break-glass, and token audiences.
+
+use std::fmt;
+use std::time::Duration;
+
+use latch_core::duration::format_duration;
+use latch_core::{parse_duration, validate_name};
+use regex::Regex;
+use serde::{Deserialize, Serialize, Serializer};
+use toml::Spanned;
+
+use crate::context::DecisionContext;
+use crate::error::BundleError;
+
+/// Most approvals a role may require (a typo guard).
+pub const MAX_APPROVALS: u32 = 100;
+/// Longest accepted `ticket_pattern`, in bytes.
+pub const MAX_PATTERN_LEN: usize = 512;
+
+/// Who may approve requests for a role: a user by name, or any member of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Approver {
+    User(String),
+    Group(String),
+}
+
+impl Approver {
+    /// Parse `user:NAME` or `group:NAME`.
+    pub fn parse(s: &str) -> Result<Approver, String> {
+        let (kind, name) = s
+            .split_once(':')
+            .ok_or_else(|| format!("approver {s:?} must be written \"user:NAME\" or \"group:NAME\""))?;
+        match kind {
+            "user" => validate_name("user", name).map(|()| Approver::User(name.to_string())),
+            "group" => validate_name("group", name).map(|()| Approver::Group(name.to_string())),
+            _ => {
+                return Err(format!("approver {s:?} has unknown kind {kind:?}: write \"user:NAME\" or \"group:NAME\""));
+            }
+        }
+        .map_err(|e| format!("approver {s:?}: {e}"))
+    }
+}
+
+impl fmt::Display for Approver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Approver::User(n) => write!(f, "user:{n}"),
+            Approver::Group(n) => write!(f, "group:{n}"),
+        }
+    }
+}
+
+impl Serialize for Approver {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Tokens (JWTs) that may be minted under a grant of this role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenSpec {
+    /// Allowed `aud` values; never empty.
+    pub audiences: Vec<String>,
+    /// Cap on a token's lifetime (the grant's remaining time caps it too).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_ttl: Option<Duration>,
+}
+
+/// A validated role.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleSpec {
+    pub name: String,
+    pub description: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_duration: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub default_duration: Duration,
+    /// Approvals needed before a request becomes active (0 = no approval step).
+    pub approvals_required: u32,
+    pub approvers: Vec<Approver>,
+    pub require_mfa: bool,
+    pub require_reason: bool,
+    pub require_ticket: bool,
+    /// The pattern as written in the file; a ticket must match it as a whole.
+    pub ticket_pattern: Option<String>,
+    /// Maximum break-glass duration when break-glass is allowed.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub breakglass: Option<Duration>,
+    pub token: Option<TokenSpec>,
+    /// Bundle path of the file that defines the role.
+    pub file: String,
+    #[serde(skip)]
+    ticket_regex: Option<Regex>,
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+impl PartialEq for RoleSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_definition(other) && self.file == other.file
+    }
+}
+
+impl RoleSpec {
+    /// Does `ticket` satisfy `ticket_pattern`? True when the role has no pattern.
+    /// The pattern must match the whole ticket, not a part of it.
+    pub fn ticket_matches(&self, ticket: &str) -> bool {
+        self.ticket_regex.as_ref().is_none_or(|re| re.is_match(ticket))
+    }
+
+    /// Is this user (with these groups) listed among the role's approvers?
+    /// This does not exclude the requester: the caller enforces "no self-approval".
+    pub fn is_approver(&self, user_name: &str, groups: &[String]) -> bool {
+        self.approvers.iter().any(|a| match a {
+            Approver::User(u) => u == user_name,
+            Approver::Group(g) => groups.iter().any(|x| x == g),
+        })
+    }
+
+    /// The role file's own requirements for a request (or a break-glass when
+    /// `ctx.breakglass`), independent of Cedar policies. Empty when satisfied;
+    /// otherwise one message per unmet requirement, written for the requester.
+    ///
+    /// * duration: `1..=max_duration` (break-glass: `1..=breakglass max`);
+    /// * MFA when `require_mfa`;
+    /// * a non-blank reason when `require_reason`, and always for break-glass;
+    /// * a ticket when `require_ticket` (not demanded for break-glass), and any
+    ///   ticket given must match `ticket_pattern`.
+    pub fn check_request(&self, ctx: &DecisionContext) -> Vec<String> {
+        let mut out = Vec::new();
+        let name = &self.name;
+        let secs = ctx.duration_secs;
+        if secs <= 0 {
+            out.push("the requested duration must be greater than zero".to_string());
+        }
+        if ctx.breakglass {
+            match self.breakglass {
+                None => out.push(format!("role {name:?} does not allow break-glass")),
+                Some(max) if secs > 0 && secs.unsigned_abs() > max.as_secs() => out.push(format!(
+                    "break-glass duration {} exceeds the role's break-glass maximum of {}",
+                    format_duration(Duration::from_secs(secs.unsigned_abs())),
+                    format_duration(max)
+                )),
+                Some(_) => {}
+            }
+        } else if secs > 0 && secs.unsigned_abs() > self.max_duration.as_secs() {
+            out.push(format!(
+                "requested duration {} exceeds the maximum of {} for role {name:?}",
+                format_duration(Duration::from_secs(secs.unsigned_abs())),
+                format_duration(self.max_duration)
+            ));
+        }
+        if self.require_mfa && !ctx.mfa {
+            out.push(format!("role {name:?} requires a session with MFA: log in with a TOTP code"));
+        }
+        if (self.require_reason || ctx.breakglass) && ctx.reason.trim().is_empty() {
+            out.push(format!("role {name:?} requires a reason: pass --reason TEXT"));
+        }
+        let ticket = ctx.ticket.trim();
+        if self.require_ticket && !ctx.breakglass && ticket.is_empty() {
+            out.push(format!("role {name:?} requires a ticket: pass --ticket ID"));
+        }
+        if !ticket.is_empty() && !self.ticket_matches(ticket) {
+            let pattern = self.ticket_pattern.as_deref().unwrap_or("");
+            out.push(format!("ticket {ticket:?} does not match the pattern {pattern:?} of role {name:?}"));
+        }
+        out
+    }
+
+    /// Equal in everything but the file that defines it.
+    pub(crate) fn same_definition(&self, o: &Self) -> bool {
+        self.name == o.name
+            && self.description == o.description
+            && self.max_duration == o.max_duration
+            && self.default_duration == o.default_duration
+            && self.approvals_required == o.approvals_required
+            && self.approvers == o.approvers
+            && self.require_mfa == o.require_mfa
+            && self.require_reason == o.require_reason
+            && self.require_ticket == o.require_ticket
+            && self.ticket_pattern == o.ticket_pattern
+            && self.breakglass == o.breakglass
+            && self.token == o.token
+    }
+}
+
+// ---- the file format -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleToml {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    max_duration: Spanned<String>,
+    #[serde(default)]
+    default_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    approval: Option<Spanned<ApprovalToml>>,
+    #[serde(default)]
+    requirements: Option<RequirementsToml>,
+    #[serde(default)]
+    breakglass: Option<Spanned<BreakglassToml>>,
+    #[serde(default)]
+    credentials: Option<CredentialsToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalToml {
+    #[serde(default)]
+    required: Option<Spanned<i64>>,
+    #[serde(default)]
+    approvers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsToml {
+    #[serde(default)]
+    mfa: Option<bool>,
+    #[serde(default)]
+    reason: Option<bool>,
+    #[serde(default)]
+    ticket: Option<bool>,
+    #[serde(default)]
+    ticket_pattern: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakglassToml {
+    #[serde(default)]
+    allowed: bool,
+    #[serde(default)]
+    max_duration: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsToml {
+    #[serde(default)]
+    token: Option<Spanned<TokenToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenToml {
+    #[serde(default)]
+    audiences: Vec<Spanned<String>>,
+    #[serde(default)]
+    max_ttl: Option<Spanned<String>>,
+}
+
+/// Parse and validate one role file. Every problem found is returned, each with its line.
+pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleError>> {
+    let raw: RoleToml = match toml::from_str(src) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = e.message().trim().to_string();
+            let err = match e.span() {
+                Some(span) => BundleError::at(file, src, span.start, message),
+                None => BundleError::new(file, None, None, message),
+            };
+            return Err(vec![err]);
+        }
+    };
+    let mut errs = Vec::new();
+    let at = |span: std::ops::Range<usize>, msg: String| BundleError::at(file, src, span.start, msg);
+
+    let name = raw.name.get_ref().trim().to_string();
+    if let Err(e) = validate_name("role", &name) {
+        errs.push(at(raw.name.span(), e.to_string()));
+    }
+
+    let dur = |s: &Spanned<String>, what: &str, errs: &mut Vec<BundleError>| -> Option<Duration> {
+        match parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errs.push(at(s.span(), format!("{what}: {e}")));
+                None
+            }
+        }
+    };
+
+    let max_duration = dur(&raw.max_duration, "max_duration", &mut errs);
+    let default_duration = match (&raw.default_duration, max_duration) {
+        (Some(s), max) => match (dur(s, "default_duration", &mut errs), max) {
+            (Some(d), Some(max)) if d > max => {
+                errs.push(at(
+                    s.span(),
+                    format!(
+                        "default_duration {} is longer than max_duration {}",
+                        format_duration(d),
+                        format_duration(max)
+                    ),
+                ));
+                None
+            }
+            (d, _) => d,
+        },
+        (None, Some(max)) => Some(max.min(Duration::from_secs(3600))),
+        (None, None) => None,
+    };
+
+    // [approval]
+    let (approvals_required, approvers) = match &raw.approval {
+        None => {
+            errs.push(BundleError::new(
+                file,
+                None,
+                None,
+                "missing [approval] section: give `approvers = [\"group:NAME\", …]`, or `required = 0` for a role without an approval step",
+            ));
+            (0, Vec::new())
+        }
+        Some(section) => {
+            let a = section.get_ref();
+            let required = match &a.required {
+                None => 1,
+                Some(r) => match u32::try_from(*r.get_ref()) {
+                    Ok(n) if n <= MAX_APPROVALS => n,
+                    _ => {
+                        errs.push(at(
+                            r.span(),
+                            format!("approval.required must be between 0 and {MAX_APPROVALS}, not {}", r.get_ref()),
+                        ));
+                        0
+                    }
+                },
+            };
+            let mut approvers: Vec<Approver> = Vec::new();
+            for s in &a.approvers {
+                match Approver::parse(s.get_ref()) {
+                    Ok(ap) if approvers.contains(&ap) => {
+                        errs.push(at(s.span(), format!("approver {ap} is listed twice")));
+                    }
+                    Ok(ap) => approvers.push(ap),
+                    Err(e) => errs.push(at(s.span(), e)),
+                }
+            }
+            if required > 0 && a.approvers.is_empty() {
+                let span = a.required.as_ref().map_or_else(|| section.span(), Spanned::span);
+                errs.push(at(
+                    span,
+                    format!(
+                        "approval.required is {required} but approval.approvers is empty: list who may approve (\"group:NAME\" or \"user:NAME\"), or set required = 0"
+                    ),
+                ));
+            }
+            (required, approvers)
+        }
+    };
+
+    // [requirements]
+    let req =
+        raw.requirements.unwrap_or(RequirementsToml { mfa: None, reason: None, ticket: None, ticket_pattern: None });
+    let mut ticket_regex = None;
+    let ticket_pattern = req.ticket_pattern.as_ref().map(|p| p.get_ref().clone());
+    if let Some(p) = &req.ticket_pattern {
+        let pat = p.get_ref();
+        if pat.is_empty() {
+            errs.push(at(p.span(), "ticket_pattern is empty: remove it or give a regular expression".to_string()));
+        } else if pat.len() > MAX_PATTERN_LEN {
+            errs.push(at(p.span(), format!("ticket_pattern is longer than {MAX_PATTERN_LEN} bytes")));
+        } else {
+            // Compile the pattern alone first: that rejects unbalanced groups (so the
+            // anchoring wrapper cannot be escaped) and reports errors as written.
+            let anchored = Regex::new(pat)
+                .and_then(|_| regex::RegexBuilder::new(&format!("^(?:{pat})$")).size_limit(1 << 20).build());
+            match anchored {
+                Ok(re) => ticket_regex = Some(re),
+                Err(e) => {
+                    // regex's syntax errors span several lines (pattern, caret, error): keep the error
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or("").trim().trim_start_matches("error: ").to_string();
+                    errs.push(at(p.span(), format!("ticket_pattern is not a valid regular expression: {why}")));
+                }
+            }
+        }
+    }
+
+    // [breakglass]
+    let breakglass = match &raw.breakglass {
+        None => None,
+        Some(section) => {
+            let b = section.get_ref();
+            match (&b.max_duration, b.allowed) {
+                (Some(s), true) => dur(s, "breakglass.max_duration", &mut errs),
+                (None, true) => {
+                    errs.push(at(
+                        section.span(),
+                        "breakglass.allowed is true but breakglass.max_duration is missing: add e.g. max_duration = \"1h\""
+                            .to_string(),
+                    ));
+                    None
+                }
+                (Some(s), false) => {
+                    // still check it, so a typo does not wait until someone flips `allowed`
+                    let _ = dur(s, "breakglass.max_duration", &mut errs);
+                    None
+                }
+                (None, false) => None,
+            }
+        }
+    };
+
+    // [credentials.token]
+    let token = match raw.credentials.and_then(|c| c.token) {
+        None => None,
+        Some(t) => {
+            let span = t.span();
+            let t = t.into_inner();
+            if t.audiences.is_empty() {
+                errs.push(at(
+                    span,
+                    "credentials.token.audiences is empty: list the audiences tokens may be minted for".to_string(),
+                ));
+            }
+            let mut audiences: Vec<String> = Vec::new();
+            for a in &t.audiences {
+                let v = a.get_ref().trim();
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    errs.push(at(a.span(), format!("audience {:?} must be non-empty printable text", a.get_ref())));
+                } else if audiences.iter().any(|x| x == v) {
+                    errs.push(at(a.span(), format!("audience {v:?} is listed twice")));
+                } else {
+                    audiences.push(v.to_string());
+                }
+            }
+            let max_ttl = t.max_ttl.as_ref().and_then(|s| dur(s, "credentials.token.max_ttl", &mut errs));
+            Some(TokenSpec { audiences, max_ttl })
+        }
+    };
+
+    match (errs.is_empty(), max_duration, default_duration) {
+        (true, Some(max_duration), Some(default_duration)) => Ok(RoleSpec {
+            name,
+            description: raw.description.unwrap_or_default().trim().to_string(),
+            max_duration,
+            default_duration,
+            approvals_required,
+            approvers,
+            require_mfa: req.mfa.unwrap_or(false),
+            require_reason: req.reason.unwrap_or(true),
+            require_ticket: req.ticket.unwrap_or(false),
+            ticket_pattern,
+            breakglass,
+            token,
+            file: file.to_string(),
+            ticket_regex,
+        }),
+        _ => Err(errs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"name = "prod-db-admin"
+description = "Administer the production database"
+max_duration = "4h"
+default_duration = "1h"
+[approval]
+required = 2
+approvers = ["group:dba-leads", "user:carol"]
+[requirements]
+mfa = true
+reason = true
+ticket = true
+ticket_pattern = "(INC|CHG)-[0-9]+"
+[breakglass]
+allowed = true
+max_duration = "1h"
+[credentials.token]
+audiences = ["https://db.internal"]
+max_ttl = "15m"
+"#;
+
+    fn one_err(src: &str) -> BundleError {
+        let errs = parse_role("roles/x.toml", src).err().unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.into_iter().next().unwrap_or_else(|| BundleError::new("", None, None, ""))
+    }
+
+    #[test]
+    fn parses_a_full_role() {
+        let r = parse_role("roles/prod-db.toml", FULL).unwrap();
+        assert_eq!(r.name, "prod-db-admin");
+        assert_eq!(r.description, "Administer the production database");
+        assert_eq!(r.max_duration, Duration::from_secs(4 * 3600));
+        assert_eq!(r.default_duration, Duration::from_secs(3600));
+        assert_eq!(r.approvals_required, 2);
+        assert_eq!(r.approvers, vec![Approver::Group("dba-leads".into()), Approver::User("carol".into())]);
+        assert!(r.require_mfa && r.require_reason && r.require_ticket);
+        assert_eq!(r.breakglass, Some(Duration::from_secs(3600)));
+        let t = r.token.clone().unwrap();
+        assert_eq!(t.audiences, vec!["https://db.internal".to_string()]);
+        assert_eq!(t.max_ttl, Some(Duration::from_secs(900)));
+        assert_eq!(r.file, "roles/prod-db.toml");
+        assert!(r.ticket_matches("INC-42"));
+        assert!(r.ticket_matches("CHG-7"));
+        assert!(!r.ticket_matches("xINC-42"), "the whole ticket must match");
+        assert!(!r.ticket_matches("INC-"));
+        assert!(r.is_approver("carol", &[]));
+        assert!(r.is_approver("dave", &["dba-leads".to_string()]));
+        assert!(!r.is_approver("dave", &["ops".to_string()]));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["max_duration"], "4h");
+        assert_eq!(json["approvers"][0], "group:dba-leads");
+        assert_eq!(json["token"]["max_ttl"], "15m");
+    }
+
+    #[test]
+    fn defaults() {
+        let r = parse_role("roles/a.toml", "name = \"a\"\nmax_duration = \"30m\"\n[approval]\nrequired = 0\n").unwrap();
+        assert_eq!(r.default_duration, Duration::from_secs(1800), "min(1h, max)");
+        assert_eq!(r.approvals_required, 0);
+        assert!(!r.require_mfa && r.require_reason && !r.require_ticket);
+        assert_eq!(r.breakglass, None);
+        assert_eq!(r.token, None);
+        assert!(r.ticket_matches("anything"));
+        let r =
+            parse_role("roles/a.toml", "name = \"a\"\nmax_duration = \"8h\"\n[approval]\napprovers = [\"user:x\"]\n")
+                .unwrap();
+        assert_eq!(r.default_duration, Duration::from_secs(3600));
+        assert_eq!(r.approvals_required, 1, "one approval by default");
+    }
+
+    #[test]
+    fn unknown_key_reports_its_line() {
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\nrequird = 1\n");
+        assert_eq!((e.file.as_str(), e.line), ("roles/x.toml", Some(5)), "{e}");
+        assert!(e.message.contains("requird"), "{e}");
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\nmax_durration = \"2h\"\n[approval]\nrequired = 0\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\nx = 1\n");
+        assert!(e.line.is_some_and(|l| l >= 5), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_reports_its_line() {
+        let e = one_err("name = \"a\"\n\nmax_duration = \"4 hours\"\n[approval]\nrequired = 0\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.column, Some(16), "{e}");
+        assert!(e.message.starts_with("max_duration:"), "{e}");
+    }
+
+    #[test]
+    fn default_longer_than_max() {
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\ndefault_duration = \"2h\"\n[approval]\nrequired = 0\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("longer than max_duration 1h"), "{e}");
+    }
+
+    #[test]
+    fn approvals_without_approvers() {
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 2\n");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("approvers is empty"), "{e}");
+        // default required = 1 with no approvers points at the section
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n\n[approval]\n");
+        assert_eq!(e.line, Some(4), "{e}");
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n");
+        assert!(e.message.contains("missing [approval]"), "{e}");
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = -1\napprovers=[\"user:a\"]\n");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn bad_approvers_and_names() {
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\napprovers = [\"user:a\",\n  \"team:x\"]\n");
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("unknown kind"), "{e}");
+        let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\napprovers = [\"group:bad name\"]\n");
+        assert_eq!(e.line, Some(4), "{e}");
+        let e = one_err("name = \"-bad\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n");
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.contains("role name"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_reports_its_line() {
+        let e = one_err(
+            "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[requirements]\nticket_pattern = \"(INC\"\n",
+        );
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.message.contains("not a valid regular expression: unclosed group"), "{e}");
+        assert!(!e.message.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn breakglass_needs_a_max() {
+        let e =
+            one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[breakglass]\nallowed = true\n");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = one_err(
+            "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[breakglass]\nallowed = false\nmax_duration = \"x\"\n",
+        );
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn collects_several_errors() {
+        let errs = parse_role(
+            "roles/x.toml",
+            "name = \"a b\"\nmax_duration = \"0s\"\n[approval]\nrequired = 1\n[credentials.token]\naudiences = []\nmax_ttl = \"5\"\n",
+        )
+        .err()
+        .unwrap_or_default();
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(1), Some(2), Some(4), Some(5), Some(7)], "{errs:?}");
+    }
+
+    #[test]
+    fn bad_toml_syntax() {
+        let e = one_err("name = \"a\"\nmax_duration = \n");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn check_request_lists_unmet_requirements() {
+        let r = parse_role("roles/prod-db.toml", FULL).unwrap();
+        let mut ctx = DecisionContext::at(0);
+        ctx.duration_secs = 3600;
+        ctx.mfa = true;
+        ctx.reason = "fix".into();
+        ctx.ticket = "INC-1".into();
+        assert!(r.check_request(&ctx).is_empty(), "{:?}", r.check_request(&ctx));
+        ctx.duration_secs = 5 * 3600;
+        ctx.mfa = false;
+        ctx.reason = " ".into();
+        ctx.ticket = "JIRA-1".into();
+        let v = r.check_request(&ctx);
+        assert_eq!(v.len(), 4, "{v:?}");
+        assert!(v[0].contains("exceeds the maximum of 4h"), "{v:?}");
+        ctx.ticket.clear();
+        assert!(r.check_request(&ctx).iter().any(|m| m.contains("requires a ticket")));
+        // break-glass: own maximum, no ticket needed, reason needed
+        let mut bg = DecisionContext::at(0);
+        bg.breakglass = true;
+        bg.mfa = true;
+        bg.duration_secs = 7200;
+        bg.reason = "outage".into();
+        let v = r.check_request(&bg);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("break-glass maximum of 1h"), "{v:?}");
+        bg.duration_secs = 1800;
+        assert!(r.check_request(&bg).is_empty());
+        let plain =
+            parse_role("roles/a.toml", "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n").unwrap();
+        assert!(plain.check_request(&bg)[0].contains("does not allow break-glass"));
+    }
+}

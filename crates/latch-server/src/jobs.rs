@@ -1,0 +1,184 @@
+//! Background work: expiry sweeper, webhook notifications, token-key pruning.
+//!
+//! None of these is on a request path. The sweeper makes expiry happen even
+//! when nobody calls the API (verification paths also check `expires_at`
+//! themselves, so a lagging sweeper never extends access). Notifications are
+//! read from the audit log with a persisted cursor — the log is the outbox —
+//! so a change and its notification cannot diverge and restarts lose nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use latch_audit::{AuditDraft, AuditEvent};
+use latch_store::AuditQuery;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// How often the sweeper looks for due expiries and timeouts (wall time).
+pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+pub async fn sweeper(st: AppState) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let expire = Box::new(|g: &latch_store::Grant| {
+            AuditDraft::new("system", "grant.expire", format!("grant:{}", g.id)).details(json!({
+                "role": g.role, "principal": format!("{}:{}", g.principal_kind.as_str(), g.principal_name),
+                "request_id": g.request_id, "breakglass": g.breakglass,
+            }))
+        });
+        let timeout = Box::new(|r: &latch_store::AccessRequest| {
+            AuditDraft::new("system", "request.timeout", format!("request:{}", r.id)).details(json!({
+                "role": r.role, "requester": r.requester_name, "approvals": r.approvals.len(), "required": r.approvals_required,
+            }))
+        });
+        match st.store.sweep(st.clock.now(), expire, timeout).await {
+            Ok(s) if !s.expired.is_empty() || !s.timed_out.is_empty() => {
+                tracing::info!(expired = s.expired.len(), timed_out = s.timed_out.len(), "sweeper");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "sweeper failed"),
+        }
+    }
+}
+
+/// Audit actions that are sent to the webhook.
+pub const NOTIFY_ACTIONS: &[&str] = &[
+    "request.create",
+    "request.approve",
+    "request.deny",
+    "request.timeout",
+    "breakglass.activate",
+    "breakglass.review",
+];
+
+const CURSOR: &str = "webhook";
+
+/// The JSON a webhook receives: the event, a human-readable `text` for
+/// Slack-style receivers, and the chain position for de-duplication.
+pub fn notification(ev: &AuditEvent) -> Value {
+    let d = &ev.details;
+    let role =
+        d["role"].as_str().map(str::to_string).unwrap_or_else(|| ev.target.trim_start_matches("role:").to_string());
+    let text = match ev.action.as_str() {
+        "request.create" => format!(
+            "{} requested role {} for {} ({}): {}",
+            ev.actor,
+            role,
+            d["duration"].as_str().unwrap_or("?"),
+            d["decision"].as_str().unwrap_or("?"),
+            d["reason"].as_str().unwrap_or("")
+        ),
+        "request.approve" => format!("{} approved {} ({} of {})", ev.actor, ev.target, d["approvals"], d["required"]),
+        "request.deny" => format!("{} denied {}: {}", ev.actor, ev.target, d["reason"].as_str().unwrap_or("")),
+        "request.timeout" => format!("{} for role {} timed out waiting for approval", ev.target, role),
+        "breakglass.activate" => format!(
+            "BREAK-GLASS: {} took role {} for {}: {}",
+            ev.actor,
+            role,
+            d["duration"].as_str().unwrap_or("?"),
+            d["reason"].as_str().unwrap_or("")
+        ),
+        "breakglass.review" => {
+            format!("{} reviewed break-glass {}: {}", ev.actor, ev.target, d["comment"].as_str().unwrap_or(""))
+        }
+        other => format!("{other} by {} on {}", ev.actor, ev.target),
+    };
+    json!({
+        "event": ev.action, "text": text, "seq": ev.seq, "hash": ev.hash, "time": ev.time.to_rfc3339(),
+        "actor": ev.actor, "target": ev.target, "outcome": ev.outcome, "request_id": ev.request_id, "details": ev.details,
+        "breakglass": ev.action.starts_with("breakglass."),
+    })
+}
+
+/// Delivers notifications in order, at least once, retrying with backoff
+/// (1 s doubling to 60 s). Failures are counted and shown at /v1/sys/notifications.
+pub async fn notifier(st: AppState, url: String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(true)
+        .build()
+        .into();
+    let agent = Arc::new(agent);
+    let mut cursor = st.store.cursor(CURSOR).await.unwrap_or(0);
+    if cursor == 0 {
+        // A newly configured webhook starts at the present, not at history.
+        cursor = st.store.audit_head().await.map(|(seq, _)| seq).unwrap_or(0);
+    }
+    st.notify_status().configured = true;
+    st.notify_status().cursor = cursor;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let page = st.store.list_audit(AuditQuery { since: cursor, limit: 100, ..Default::default() }).await;
+        let events = match page {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "notifier cannot read the audit log");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        for ev in events {
+            if NOTIFY_ACTIONS.contains(&ev.action.as_str()) {
+                loop {
+                    let body = notification(&ev);
+                    let (agent, url2) = (agent.clone(), url.clone());
+                    let sent =
+                        tokio::task::spawn_blocking(move || agent.post(&url2).send_json(&body).map(|_| ())).await;
+                    match sent {
+                        Ok(Ok(())) => {
+                            let mut s = st.notify_status();
+                            s.delivered += 1;
+                            s.consecutive_failures = 0;
+                            backoff = Duration::from_secs(1);
+                            break;
+                        }
+                        Ok(Err(e)) => record_failure(&st, e.to_string()),
+                        Err(e) => record_failure(&st, e.to_string()),
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+            cursor = ev.seq;
+            st.notify_status().cursor = cursor;
+            if let Err(e) = st.store.set_cursor(CURSOR, cursor).await {
+                tracing::error!(error = %e, "notifier cannot save its cursor");
+            }
+        }
+    }
+}
+
+fn record_failure(st: &AppState, err: String) {
+    tracing::warn!(error = %err, "webhook delivery failed; will retry");
+    let mut s = st.notify_status();
+    s.failures += 1;
+    s.consecutive_failures += 1;
+    s.last_error = Some(err);
+}
+
+/// Drops retired token keys once no token they signed is still unexpired.
+pub async fn prune_token_keys(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let keys = st.token_keys();
+        let now = st.clock.now();
+        let mut needed = std::collections::HashSet::new();
+        for (k, _) in &keys.retired {
+            let kid = k.key_id();
+            if st.store.key_in_use(&kid, now).await.unwrap_or(true) {
+                needed.insert(kid);
+            }
+        }
+        if let Some(next) = keys.prune(|kid| needed.contains(kid)) {
+            st.set_token_keys(Arc::new(next));
+        }
+    }
+}

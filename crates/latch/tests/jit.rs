@@ -1,0 +1,703 @@
+//! Just-in-time elevation end to end: policy as code, requests, approvals,
+//! grants, tokens, revocation, expiry, break-glass and notifications —
+//! driven through the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, run_cli, secret_from_uri, totp_at};
+use serde_json::{Value, json};
+
+const PW: &str = "correct horse battery";
+
+const ROLES: &[(&str, &str)] = &[
+    (
+        "roles/read-logs.toml",
+        r#"name = "read-logs"
+description = "Read production logs"
+max_duration = "2h"
+default_duration = "30m"
+[approval]
+required = 1
+approvers = ["group:leads"]
+[credentials.token]
+audiences = ["https://logs.internal", "https://metrics.internal"]
+max_ttl = "20m"
+"#,
+    ),
+    (
+        "roles/prod-db.toml",
+        r#"name = "prod-db"
+description = "Administer the production database"
+max_duration = "4h"
+default_duration = "1h"
+[approval]
+required = 2
+approvers = ["group:dba-leads"]
+[requirements]
+ticket = true
+ticket_pattern = "^(INC|CHG)-[0-9]+$"
+[breakglass]
+allowed = true
+max_duration = "1h"
+[credentials.token]
+audiences = ["https://db.internal"]
+"#,
+    ),
+    (
+        "roles/root.toml",
+        r#"name = "root"
+description = "Root on every server"
+max_duration = "1h"
+[approval]
+required = 1
+approvers = ["group:leads"]
+[requirements]
+mfa = true
+"#,
+    ),
+];
+
+const POLICIES: &str = r#"@id("eng-may-request")
+permit(principal in Group::"eng", action == Action::"request", resource);
+
+@id("eng-auto-logs")
+permit(principal in Group::"eng", action == Action::"activate", resource == Role::"read-logs")
+when { context.duration_secs <= 3600 };
+
+@id("leads-approve")
+permit(principal in Group::"leads", action == Action::"approve", resource);
+
+@id("dba-leads-approve")
+permit(principal in Group::"dba-leads", action == Action::"approve", resource == Role::"prod-db");
+
+@id("oncall-breakglass")
+permit(principal in Group::"oncall", action == Action::"breakglass", resource == Role::"prod-db");
+
+@id("no-interns")
+forbid(principal in Group::"interns", action, resource);
+"#;
+
+fn write_bundle(dir: &Path, policies: &str) {
+    std::fs::create_dir_all(dir.join("roles")).unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    for (path, text) in ROLES {
+        std::fs::write(dir.join(path), text).unwrap();
+    }
+    std::fs::write(dir.join("policies/main.cedar"), policies).unwrap();
+}
+
+/// A server with the bundle applied and users: alice, erin (eng); lead (leads);
+/// dba1..dba3 (dba-leads, eng); oncall (oncall, eng); intern (eng, interns).
+struct Jit {
+    s: Server,
+    dir: tempfile::TempDir,
+}
+
+impl Jit {
+    fn start() -> Jit {
+        Jit::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Jit {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Server::start_in(&dir.path().join("data"), extra);
+        for g in ["eng", "leads", "dba-leads", "oncall", "interns"] {
+            s.cli(&["group", "create", g]).ok();
+        }
+        for (u, gs) in [
+            ("alice", &["eng"][..]),
+            ("erin", &["eng"]),
+            ("lead", &["leads"]),
+            ("dba1", &["dba-leads", "eng"]),
+            ("dba2", &["dba-leads", "eng"]),
+            ("dba3", &["dba-leads", "eng"]),
+            ("oncall", &["oncall", "eng"]),
+            ("intern", &["eng", "interns"]),
+        ] {
+            s.create_user(u, PW, gs);
+        }
+        let bundle = dir.path().join("policy");
+        write_bundle(&bundle, POLICIES);
+        s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+        Jit { s, dir }
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("policy")
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.s.login(user, PW, None).unwrap()
+    }
+
+    fn as_user(&self, token: &str, args: &[&str]) -> common::Out {
+        self.s.cli_as(token, args, None)
+    }
+
+    fn json(&self, token: &str, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        self.as_user(token, &a).ok().json()
+    }
+
+    /// Polls until `f` holds or 10 s pass (background work runs on wall time).
+    fn eventually(&self, what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+}
+
+fn introspect(s: &Server, token: &str) -> Value {
+    let (status, body) = s.http("POST", "/v1/tokens/introspect", Some(&s.token), Some(&json!({ "token": token })));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn auto_approved_activation_issues_a_bounded_token() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let out = j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "incident INC-7 triage"]);
+    assert_eq!(out["request"]["state"], "active");
+    let grant = out["grant"]["id"].as_str().unwrap().to_string();
+    let ev = j.s.audit("request.create");
+    let last = ev.last().unwrap();
+    assert_eq!(last["details"]["decision"], "auto_approved");
+    assert_eq!(last["details"]["policies"], json!(["eng-may-request", "eng-auto-logs"]));
+
+    let tok = j.json(&alice, &["token", "--grant", &grant, "--audience", "https://metrics.internal", "--ttl", "1h"]);
+    let jwt = tok["token"].as_str().unwrap();
+    let claims = introspect(&j.s, jwt);
+    assert_eq!(claims["active"], true);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "https://metrics.internal");
+    assert_eq!(claims["role"], "read-logs");
+    assert_eq!(claims["grant_id"], grant.as_str());
+    let life = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!(life <= 20 * 60, "the role caps tokens at 20m, got {life}s");
+    // A token may not outlive its grant.
+    j.s.advance("25m");
+    let tok2 = j.json(&alice, &["token", "--grant", &grant]);
+    let c2 = introspect(&j.s, tok2["token"].as_str().unwrap());
+    let grant_end = j.json(&alice, &["grants"])["grants"][0]["expires_at"].as_str().unwrap().to_string();
+    assert!(c2["exp"].as_i64().unwrap() <= parse_rfc3339_secs(&grant_end), "{c2} vs {grant_end}");
+    // Someone else cannot mint tokens on alice's grant; a bad audience is refused.
+    let erin = j.token("erin");
+    assert_eq!(j.as_user(&erin, &["token", "--grant", &grant]).code, 3);
+    let bad = j.as_user(&alice, &["token", "--grant", &grant, "--audience", "https://evil"]);
+    assert!(bad.code == 1 && bad.stderr.contains("not allowed"), "{}", bad.stderr);
+    // Longer than the activation condition allows: pending, not active.
+    let out = j.json(&alice, &["request", "read-logs", "--for", "90m", "--reason", "long job"]);
+    assert_eq!(out["request"]["state"], "pending");
+    assert_eq!(out["request"]["approvals_required"], 1);
+}
+
+fn parse_rfc3339_secs(s: &str) -> i64 {
+    // Format: 2026-11-25T10:00:00.000Z
+    let (date, time) = s.split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let t: Vec<f64> = time.trim_end_matches('Z').split(':').map(|x| x.parse().unwrap()).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    let a = (14 - m) / 12;
+    let yy = y + 4800 - a;
+    let mm = m + 12 * a - 3;
+    let jdn = day + (153 * mm + 2) / 5 + 365 * yy + yy / 4 - yy / 100 + yy / 400 - 32045;
+    (jdn - 2_440_588) * 86_400 + (t[0] as i64) * 3600 + (t[1] as i64) * 60 + t[2] as i64
+}
+
+#[test]
+fn two_of_three_racing_approvers_give_exactly_one_grant() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let approvers: Vec<String> = ["dba1", "dba2", "dba3"].iter().map(|u| j.token(u)).collect();
+    for round in 0..8 {
+        let out = j.json(
+            &alice,
+            &["request", "prod-db", "--for", "1h", "--reason", "migration", "--ticket", &format!("CHG-{round}")],
+        );
+        assert_eq!(out["request"]["state"], "pending");
+        let id = out["request"]["id"].as_str().unwrap().to_string();
+        let results: Vec<i32> = std::thread::scope(|scope| {
+            let handles: Vec<_> = approvers
+                .iter()
+                .map(|t| {
+                    let (addr, id) = (j.s.addr.clone(), id.clone());
+                    scope.spawn(move || run_cli(&addr, t, &["approve", &id, "--comment", "lgtm"], None).code)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|c| **c == 0).count(), 2, "round {round}: two approvals succeed: {results:?}");
+        let shown = j.json(&alice, &["show", &id]);
+        assert_eq!(shown["request"]["state"], "active");
+        assert_eq!(shown["request"]["approvals"].as_array().unwrap().len(), 2);
+        let grants = j.json(&j.s.token, &["grants", "--all"]);
+        let for_this: Vec<_> =
+            grants["grants"].as_array().unwrap().iter().filter(|g| g["request_id"] == id.as_str()).collect();
+        assert_eq!(for_this.len(), 1, "round {round}: exactly one grant");
+    }
+    let activations = j.s.audit("grant.activate");
+    assert_eq!(activations.len(), 8);
+}
+
+#[test]
+fn separation_of_duties_and_role_rules() {
+    let j = Jit::start();
+    let dba1 = j.token("dba1");
+    let alice = j.token("alice");
+    // Self-approval is refused, even for an eligible approver, and audited.
+    let out = j.json(&dba1, &["request", "prod-db", "--reason", "x", "--ticket", "INC-1"]);
+    let id = out["request"]["id"].as_str().unwrap().to_string();
+    let own = j.as_user(&dba1, &["approve", &id]);
+    assert_eq!(own.code, 3);
+    assert!(own.stderr.contains("your own request"), "{}", own.stderr);
+    // A non-approver is refused.
+    let lead = j.token("lead");
+    let not = j.as_user(&lead, &["approve", &id]);
+    assert_eq!(not.code, 3);
+    assert!(not.stderr.contains("not an approver"), "{}", not.stderr);
+    let denied: Vec<_> = j.s.audit("request.approve").into_iter().filter(|e| e["outcome"] == "denied").collect();
+    assert_eq!(denied.len(), 2);
+    // One approver counts once.
+    let dba2 = j.token("dba2");
+    j.as_user(&dba2, &["approve", &id]).ok();
+    let twice = j.as_user(&dba2, &["approve", &id]);
+    assert!(twice.code == 1 && twice.stderr.contains("already approved"), "{}", twice.stderr);
+
+    // Longer than the role maximum: the message names the maximum.
+    let long = j.as_user(&alice, &["request", "prod-db", "--for", "8h", "--reason", "x", "--ticket", "INC-1"]);
+    assert_eq!(long.code, 1);
+    assert!(long.stderr.contains("exceeds the maximum of 4h"), "{}", long.stderr);
+    // Ticket required and pattern enforced.
+    let none = j.as_user(&alice, &["request", "prod-db", "--reason", "x"]);
+    assert!(none.code == 1 && none.stderr.contains("requires a ticket"), "{}", none.stderr);
+    let bad = j.as_user(&alice, &["request", "prod-db", "--reason", "x", "--ticket", "JIRA-12"]);
+    assert!(bad.code == 1 && bad.stderr.contains("does not match the pattern"), "{}", bad.stderr);
+    // MFA-required role refused for a session without MFA...
+    let nomfa = j.as_user(&alice, &["request", "root", "--reason", "x"]);
+    assert_eq!(nomfa.code, 3);
+    assert!(nomfa.stderr.contains("requires a session with MFA"), "{}", nomfa.stderr);
+    // ...and accepted once alice logs in with TOTP.
+    let secret = secret_from_uri(j.as_user(&alice, &["mfa", "enroll"]).ok().stdout.trim());
+    j.as_user(&alice, &["mfa", "confirm", &totp_at(&secret, j.s.now_ms())]).ok();
+    j.s.advance("30s");
+    let alice_mfa = j.s.login("alice", PW, Some(&totp_at(&secret, j.s.now_ms()))).unwrap();
+    let ok = j.json(&alice_mfa, &["request", "root", "--reason", "kernel patch"]);
+    assert_eq!(ok["request"]["state"], "pending");
+    // Policy forbids interns outright; the denial names the policy and exits 3.
+    let intern = j.token("intern");
+    let out = j.as_user(&intern, &["request", "read-logs", "--reason", "curious"]);
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.contains("no-interns"), "{}", out.stderr);
+    let ev = j.s.audit("request.create");
+    let last = ev.last().unwrap();
+    assert_eq!(last["outcome"], "denied");
+    assert_eq!(last["details"]["policies"], json!(["no-interns"]));
+    // An unknown role is a clear 404.
+    let unknown = j.as_user(&alice, &["request", "no-such-role", "--reason", "x"]);
+    assert!(unknown.code == 1 && unknown.stderr.contains("does not exist"), "{}", unknown.stderr);
+}
+
+#[test]
+fn deny_cancel_and_timeout() {
+    let j = Jit::start_with(&["--request-timeout", "2h"]);
+    let alice = j.token("alice");
+    let lead = j.token("lead");
+    let r1 = j.json(&alice, &["request", "read-logs", "--for", "2h", "--reason", "a"])["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    j.as_user(&lead, &["deny", &r1, "--reason", "use the dashboard"]).ok();
+    assert_eq!(j.json(&alice, &["show", &r1])["request"]["state"], "denied");
+    assert_eq!(j.as_user(&lead, &["approve", &r1]).code, 1, "a denied request cannot be approved");
+    let r2 = j.json(&alice, &["request", "read-logs", "--for", "2h", "--reason", "b"])["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(j.as_user(&lead, &["cancel", &r2]).code, 3, "only the requester cancels");
+    j.as_user(&alice, &["cancel", &r2]).ok();
+    assert_eq!(j.json(&alice, &["show", &r2])["request"]["state"], "cancelled");
+    // Pending requests time out (here after 2h) even if nobody calls the API.
+    let r3 = j.json(&alice, &["request", "read-logs", "--for", "2h", "--reason", "c"])["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to_review = j.json(&lead, &["requests", "--to-review"]);
+    assert!(to_review["requests"].as_array().unwrap().iter().any(|r| r["id"] == r3.as_str()));
+    j.s.advance("2h1m");
+    j.eventually("the request to time out", || j.json(&alice, &["show", &r3])["request"]["state"] == "timed_out");
+    assert_eq!(j.s.audit("request.timeout").len(), 1);
+    assert_eq!(j.as_user(&lead, &["approve", &r3]).code, 1);
+}
+
+#[test]
+fn expiry_via_the_clock_and_revocation_cascade() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let g1 = j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t1 = j.json(&alice, &["token", "--grant", &g1])["token"].as_str().unwrap().to_string();
+    assert_eq!(introspect(&j.s, &t1)["active"], true);
+    j.s.advance("31m");
+    // Inactive at once, before the sweeper has even run.
+    assert_eq!(introspect(&j.s, &t1)["active"], false);
+    assert_eq!(j.json(&alice, &["grants"])["grants"][0]["state"], "expired");
+    j.eventually("the sweeper to expire the grant", || j.s.audit("grant.expire").len() == 1);
+    let exp = j.s.audit("grant.expire");
+    assert_eq!(exp.len(), 1);
+    assert_eq!(exp[0]["actor"], "system");
+    assert_eq!(
+        j.json(&alice, &["show", exp[0]["details"]["request_id"].as_str().unwrap()])["request"]["state"],
+        "expired"
+    );
+    let late = j.as_user(&alice, &["token", "--grant", &g1]);
+    assert!(late.code == 1 && late.stderr.contains("expired"), "{}", late.stderr);
+
+    // Revocation cascades to every token: introspection inactive, jtis listed.
+    let g2 = j.json(&alice, &["request", "read-logs", "--for", "1h", "--reason", "y"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = j.json(&alice, &["token", "--grant", &g2]);
+    let b = j.json(&alice, &["token", "--grant", &g2]);
+    let out = j.json(&j.s.token, &["revoke", &g2, "--reason", "left the incident"]);
+    assert_eq!(out["tokens_revoked"].as_array().unwrap().len(), 2);
+    for t in [&a, &b] {
+        assert_eq!(introspect(&j.s, t["token"].as_str().unwrap())["active"], false);
+    }
+    let (status, revoked) = j.s.http("GET", "/v1/tokens/revoked", None, None);
+    assert_eq!(status, 200);
+    let jtis: Vec<&str> = revoked["revoked"].as_array().unwrap().iter().map(|r| r["jti"].as_str().unwrap()).collect();
+    assert!(jtis.contains(&a["jti"].as_str().unwrap()) && jtis.contains(&b["jti"].as_str().unwrap()));
+    assert_eq!(j.json(&alice, &["grants", "--active"])["grants"].as_array().unwrap().len(), 0);
+    // The holder may revoke their own grant; others may not.
+    let g3 = j.json(&alice, &["request", "read-logs", "--for", "1h", "--reason", "z"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let erin = j.token("erin");
+    assert_eq!(j.as_user(&erin, &["revoke", &g3]).code, 3);
+    j.as_user(&alice, &["revoke", &g3]).ok();
+    assert_eq!(j.as_user(&alice, &["revoke", &g3]).code, 1, "already revoked");
+    // Garbage tokens are simply inactive.
+    assert_eq!(introspect(&j.s, "not.a.jwt")["active"], false);
+    let revokes = j.s.audit("grant.revoke");
+    assert_eq!(revokes.len(), 2);
+    assert_eq!(revokes[0]["details"]["reason"], "left the incident");
+}
+
+/// A minimal HTTP receiver for webhook posts.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut len = 0;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn breakglass_is_flagged_alerted_and_reviewable() {
+    let (url, hooks) = webhook_receiver();
+    let j = Jit::start_with(&["--webhook", &url]);
+    let oncall = j.token("oncall");
+    let alice = j.token("alice");
+    // Only where role and policy allow it.
+    let no = j.as_user(&alice, &["breakglass", "prod-db", "--reason", "db down"]);
+    assert_eq!(no.code, 3, "{}", no.stderr);
+    let no_role = j.as_user(&oncall, &["breakglass", "read-logs", "--reason", "x"]);
+    assert!(no_role.code == 3 && no_role.stderr.contains("does not allow break-glass"), "{}", no_role.stderr);
+    let too_long = j.as_user(&oncall, &["breakglass", "prod-db", "--reason", "x", "--for", "2h"]);
+    assert!(too_long.code == 1 && too_long.stderr.contains("maximum of 1h"), "{}", too_long.stderr);
+
+    let out = j.json(&oncall, &["breakglass", "prod-db", "--reason", "primary is down, INC-911"]);
+    assert_eq!(out["request"]["state"], "active");
+    assert_eq!(out["request"]["breakglass"], true);
+    assert_eq!(out["grant"]["breakglass"], true);
+    assert_eq!(out["request"]["reviewed"], false);
+    let id = out["request"]["id"].as_str().unwrap().to_string();
+    let grant = out["grant"]["id"].as_str().unwrap().to_string();
+    // Flagged in every event about it.
+    let t = j.json(&oncall, &["token", "--grant", &grant]);
+    assert!(!t["token"].as_str().unwrap().is_empty());
+    assert_eq!(j.s.audit("breakglass.activate").last().unwrap()["details"]["breakglass"], true);
+    assert_eq!(j.s.audit("token.issue").last().unwrap()["details"]["breakglass"], true);
+    // The webhook is alerted.
+    j.eventually("the break-glass alert", || hooks.lock().unwrap().iter().any(|h| h["event"] == "breakglass.activate"));
+    let alert = hooks.lock().unwrap().iter().find(|h| h["event"] == "breakglass.activate").cloned().unwrap();
+    assert!(alert["text"].as_str().unwrap().contains("BREAK-GLASS"), "{alert}");
+    assert_eq!(alert["breakglass"], true);
+    // Reviewed afterwards by an approver, not by the user.
+    assert_eq!(j.as_user(&oncall, &["review", &id, "--comment", "all good"]).code, 3);
+    let dba1 = j.token("dba1");
+    let rev = j.json(&dba1, &["review", &id, "--comment", "replica failover verified; runbook updated"]);
+    assert_eq!(rev["reviewed"], true);
+    assert_eq!(rev["reviewed_by"], "dba1");
+    assert_eq!(j.as_user(&dba1, &["review", &id, "--comment", "again"]).code, 1);
+    assert_eq!(j.s.audit("breakglass.review").len(), 1);
+    // Ordinary requests notify too, with a readable text.
+    j.json(&alice, &["request", "prod-db", "--reason", "vacuum", "--ticket", "CHG-5"]);
+    j.eventually("the request notification", || hooks.lock().unwrap().iter().any(|h| h["event"] == "request.create"));
+    let (status, st) = j.s.http("GET", "/v1/sys/notifications", Some(&j.s.token), None);
+    assert_eq!(status, 200);
+    assert_eq!(st["failures"], 0);
+    assert!(st["delivered"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn apply_plan_changes_nothing_and_invalid_bundles_keep_the_old_version() {
+    let j = Jit::start();
+    let before = j.json(&j.s.token, &["policy", "show"]);
+    let applies = j.s.audit("policy.apply").len();
+    assert_eq!(applies, 1);
+
+    // A changed bundle under --plan: the diff is shown, nothing changes.
+    let next = j.dir.path().join("next");
+    write_bundle(
+        &next,
+        &format!(
+            "{POLICIES}\n@id(\"leads-auto\")\npermit(principal in Group::\"leads\", action == Action::\"activate\", resource);\n"
+        ),
+    );
+    std::fs::remove_file(next.join("roles/root.toml")).unwrap();
+    let plan = j.json(&j.s.token, &["apply", next.to_str().unwrap(), "--plan"]);
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["plan"]["roles_removed"], json!(["root"]));
+    assert_eq!(plan["plan"]["policies_added"], json!(["leads-auto"]));
+    assert_eq!(j.json(&j.s.token, &["policy", "show"]), before);
+    assert_eq!(j.s.audit("policy.apply").len(), 1);
+
+    // An invalid policy file: rejected with file and line; the old version stays.
+    let bad = j.dir.path().join("bad");
+    write_bundle(&bad, POLICIES);
+    std::fs::write(bad.join("policies/extra.cedar"), "@id(\"ok\")\npermit(principal, action, resource);\n\npermit(principal, action == Action::\"request\", resource) when { context.nonexistent == 1 };\n").unwrap();
+    let out = j.s.cli(&["apply", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("policies/extra.cedar:4"), "{}", out.stderr);
+    let bad_role = j.dir.path().join("bad-role");
+    write_bundle(&bad_role, POLICIES);
+    std::fs::write(bad_role.join("roles/x.toml"), "name = \"x\"\nmax_duration = \"4h\"\nmax_durration = \"1h\"\n")
+        .unwrap();
+    let out = j.s.cli(&["apply", bad_role.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("roles/x.toml:3"), "{}", out.stderr);
+    assert_eq!(j.json(&j.s.token, &["policy", "show"]), before);
+    // Decisions still follow the old version.
+    let alice = j.token("alice");
+    assert_eq!(
+        j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"])["request"]["state"],
+        "active"
+    );
+
+    // Applying for real records a new version with its hash, audited.
+    let applied = j.json(&j.s.token, &["apply", next.to_str().unwrap()]);
+    assert_eq!(applied["applied"], true);
+    let ev = j.s.audit("policy.apply");
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[1]["details"]["hash"], applied["hash"]);
+    assert_ne!(applied["hash"], before["hash"]);
+    // Re-applying the same bundle is a no-op.
+    assert_eq!(j.json(&j.s.token, &["apply", next.to_str().unwrap()])["applied"], false);
+}
+
+#[test]
+fn simulate_and_replay() {
+    let j = Jit::start();
+    let sim = j.json(
+        &j.s.token,
+        &["policy", "simulate", "--as", "alice", "--role", "read-logs", "--for", "30m", "--context", "reason=triage"],
+    );
+    assert_eq!(sim["outcome"], "auto_approve");
+    assert_eq!(sim["activate"]["policies"], json!(["eng-auto-logs"]));
+    let sim = j.json(
+        &j.s.token,
+        &[
+            "policy",
+            "simulate",
+            "--as",
+            "alice",
+            "--role",
+            "prod-db",
+            "--context",
+            "ticket=INC-1",
+            "--context",
+            "reason=vacuum",
+        ],
+    );
+    assert_eq!(sim["outcome"], "needs_approval");
+    assert_eq!(sim["approvals_required"], 2);
+    let denied = j.s.cli(&["policy", "simulate", "--as", "intern", "--role", "read-logs"]);
+    assert_eq!(denied.code, 3);
+    assert!(denied.stdout.contains("no-interns"), "{}", denied.stdout);
+
+    // Past requests re-evaluated under a proposed policy without auto-activation.
+    let alice = j.token("alice");
+    j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"]);
+    let proposed = j.dir.path().join("proposed");
+    let without_auto = POLICIES.replace(
+        "@id(\"eng-auto-logs\")\npermit(principal in Group::\"eng\", action == Action::\"activate\", resource == Role::\"read-logs\")\nwhen { context.duration_secs <= 3600 };\n",
+        "",
+    );
+    assert_ne!(without_auto, POLICIES);
+    write_bundle(&proposed, &without_auto);
+    let replay = j.json(&j.s.token, &["policy", "replay", "--since", "1d", "--dir", proposed.to_str().unwrap()]);
+    assert_eq!(replay["evaluated"], 1);
+    let changed = replay["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{replay}");
+    assert_eq!(changed[0]["was"], "auto_approve");
+    assert_eq!(changed[0]["now"], "needs_approval");
+    let same = j.json(&j.s.token, &["policy", "replay", "--since", "1d"]);
+    assert_eq!(same["changed"].as_array().unwrap().len(), 0);
+    let _ = j.bundle();
+}
+
+#[test]
+fn request_wait_blocks_until_decided() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let lead = j.token("lead");
+    let addr = j.s.addr.clone();
+    let waiter = std::thread::spawn({
+        let alice = alice.clone();
+        move || {
+            run_cli(
+                &addr,
+                &alice,
+                &["request", "read-logs", "--for", "2h", "--reason", "deploy", "--wait", "-o", "json"],
+                None,
+            )
+        }
+    });
+    j.eventually("the pending request", || {
+        !j.json(&lead, &["requests", "--to-review"])["requests"].as_array().unwrap().is_empty()
+    });
+    let id = j.json(&lead, &["requests", "--to-review"])["requests"][0]["id"].as_str().unwrap().to_string();
+    j.as_user(&lead, &["approve", &id]).ok();
+    let out = waiter.join().unwrap().ok();
+    assert_eq!(out.json()["grant"]["role"], "read-logs");
+}
+
+/// An independent JWT library (Python's PyJWT) verifies a latch token against
+/// the served JWKS, including issuer and audience; a tampered token fails.
+#[test]
+fn pyjwt_verifies_latch_tokens_against_the_jwks() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let grant = j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwt = j.json(&alice, &["token", "--grant", &grant])["token"].as_str().unwrap().to_string();
+    let (_, conf) = j.s.http("GET", "/.well-known/openid-configuration", None, None);
+    assert_eq!(conf["issuer"], j.s.addr.as_str());
+    let script = r#"
+import json, sys, urllib.request, jwt
+conf = json.load(urllib.request.urlopen(sys.argv[1] + "/.well-known/openid-configuration"))
+client = jwt.PyJWKClient(conf["jwks_uri"])
+token = sys.argv[2]
+key = client.get_signing_key_from_jwt(token)
+claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience="https://logs.internal", issuer=conf["issuer"])
+print(json.dumps(claims))
+parts = token.split(".")
+bad = parts[0] + "." + parts[1][:-2] + ("AA" if parts[1][-2:] != "AA" else "BB") + "." + parts[2]
+try:
+    jwt.decode(bad, key.key, algorithms=["EdDSA"], audience="https://logs.internal")
+    print("TAMPERED-ACCEPTED")
+except jwt.exceptions.PyJWTError as e:
+    print("tampered refused:", type(e).__name__)
+"#;
+    let out = std::process::Command::new("python3").args(["-c", script, &j.s.addr, &jwt]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "PyJWT failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let claims: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["grant_id"], grant.as_str());
+    assert!(stdout.contains("tampered refused"), "{stdout}");
+}
+
+#[test]
+fn token_key_rotation_keeps_old_keys_published_until_their_tokens_expire() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let grant = j.json(&alice, &["request", "read-logs", "--for", "1h", "--reason", "x"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = j.json(&alice, &["token", "--grant", &grant, "--ttl", "10m"])["token"].as_str().unwrap().to_string();
+    let (status, rotated) = j.s.http("POST", "/v1/sys/keys/token/rotate", Some(&j.s.token), None);
+    assert_eq!(status, 200, "{rotated}");
+    let (_, jwks) = j.s.http("GET", "/.well-known/jwks.json", None, None);
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    assert!(kids.contains(&rotated["retired_kid"].as_str().unwrap()));
+    assert_eq!(introspect(&j.s, &old)["active"], true, "tokens of the retired key stay valid");
+    let new = j.json(&alice, &["token", "--grant", &grant])["token"].as_str().unwrap().to_string();
+    assert_eq!(introspect(&j.s, &new)["active"], true);
+    assert_ne!(latch_crypto::jwt::peek_kid(&new).unwrap(), latch_crypto::jwt::peek_kid(&old).unwrap());
+    assert_eq!(j.s.audit("key.rotate").len(), 1);
+    // Once every token of the old key has expired, it leaves the JWKS.
+    j.s.advance("11m");
+    j.eventually("the retired key to be unpublished", || {
+        let (_, jwks) = j.s.http("GET", "/.well-known/jwks.json", None, None);
+        jwks["keys"].as_array().unwrap().len() == 1
+    });
+}
+
+#[test]
+fn disabling_a_user_revokes_their_grants_and_tokens() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let grant = j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwt = j.json(&alice, &["token", "--grant", &grant])["token"].as_str().unwrap().to_string();
+    j.s.cli(&["user", "disable", "alice"]).ok();
+    assert_eq!(introspect(&j.s, &jwt)["active"], false);
+    let g = j.json(&j.s.token, &["grants", "--all"]);
+    let mine = g["grants"].as_array().unwrap().iter().find(|x| x["id"] == grant.as_str()).unwrap().clone();
+    assert_eq!(mine["state"], "revoked");
+    let ev = j.s.audit("user.disable");
+    assert_eq!(ev[0]["details"]["grants_revoked"], json!([grant]));
+}
