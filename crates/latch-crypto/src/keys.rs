@@ -1,6 +1,6 @@
 //! Ed25519 signing keys (audit checkpoints now; tokens and SSH later).
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, random_bytes, sha256};
@@ -55,7 +55,7 @@ impl VerifyingKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
         let Ok(sig) = <[u8; 64]>::try_from(sig) else { return false };
         let sig = ed25519_dalek::Signature::from_bytes(&sig);
-        self.0.verify_strict(msg, &sig).is_ok() && self.0.verify(msg, &sig).is_ok()
+        self.0.verify_strict(msg, &sig).is_ok()
     }
 }
 

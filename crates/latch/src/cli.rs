@@ -102,6 +102,9 @@ pub enum Command {
     Cancel { id: String },
     /// List grants (yours, or everyone's with --all).
     Grants {
+        /// Only mine (the default).
+        #[arg(long, conflicts_with = "all")]
+        mine: bool,
         #[arg(long)]
         all: bool,
         /// Only grants in force now.

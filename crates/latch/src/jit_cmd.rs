@@ -87,7 +87,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
             emit(g, &v, |v| println!("cancelled {}", s(v, "id")));
             Ok(())
         }
-        Command::Grants { all, active } => {
+        Command::Grants { mine: _, all, active } => {
             let v: Value = c.get(&format!("/v1/grants?all={all}&active={active}"))?;
             emit(g, &v, |v| {
                 let rows = v["grants"].as_array().map(|a| a.iter().map(grant_row).collect()).unwrap_or_default();

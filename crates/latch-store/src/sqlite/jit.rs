@@ -119,7 +119,9 @@ fn approvals_of(c: &Connection, id: &str) -> Result<Vec<Approval>> {
 fn load_request(c: &Connection, id: &str) -> Result<AccessRequest> {
     let sql = format!("SELECT {REQ_COLS} FROM access_requests WHERE id = ?1");
     let mut req = c
-        .query_row(&sql, [id], request_from_row)
+        .prepare_cached(&sql)
+        .map_err(backend)?
+        .query_row([id], request_from_row)
         .optional()
         .map_err(backend)?
         .ok_or_else(|| StoreError::not_found("request", id))?;
@@ -129,29 +131,28 @@ fn load_request(c: &Connection, id: &str) -> Result<AccessRequest> {
 
 fn load_grant(c: &Connection, id: &str) -> Result<Option<Grant>> {
     let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1");
-    c.query_row(&sql, [id], grant_from_row).optional().map_err(backend)
+    c.prepare_cached(&sql).map_err(backend)?.query_row([id], grant_from_row).optional().map_err(backend)
 }
 
 fn insert_grant(ctx: &WriteCtx<'_>, g: &Grant) -> Result<()> {
-    ctx.conn()
-        .execute(
-            &format!(
-                "INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL)"
-            ),
-            params![
-                g.id,
-                g.request_id,
-                g.principal_id,
-                g.principal_kind.as_str(),
-                g.principal_name,
-                g.role,
-                g.breakglass,
-                g.starts_at.millis(),
-                g.expires_at.millis(),
-                GrantState::Active.as_str()
-            ],
-        )
-        .map_err(sql_err)?;
+    ctx.exec(
+        &format!(
+            "INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL)"
+        ),
+        params![
+            g.id,
+            g.request_id,
+            g.principal_id,
+            g.principal_kind.as_str(),
+            g.principal_name,
+            g.role,
+            g.breakglass,
+            g.starts_at.millis(),
+            g.expires_at.millis(),
+            GrantState::Active.as_str()
+        ],
+    )
+    .map_err(sql_err)?;
     Ok(())
 }
 
@@ -161,8 +162,7 @@ fn transition(ctx: &WriteCtx<'_>, id: &str, from: RequestState, to: RequestState
         return Err(StoreError::Precondition(format!("a request cannot go from {} to {}", from.as_str(), to.as_str())));
     }
     let n = ctx
-        .conn()
-        .execute(
+        .exec(
             "UPDATE access_requests SET state = ?3, decided_at = ?4, decided_by = ?5, decision_note = ?6
              WHERE id = ?1 AND state = ?2",
             params![id, from.as_str(), to.as_str(), ctx.now().millis(), by, note],
@@ -211,9 +211,8 @@ impl JitStore for SqliteStore {
     async fn apply_policy(&self, v: PolicyVersion, audit: AuditDraft) -> Result<()> {
         self.write(move |ctx| {
             let files = serde_json::to_string(&v.files).map_err(backend)?;
-            ctx.conn().execute("UPDATE policy_versions SET active = FALSE WHERE active = TRUE", []).map_err(backend)?;
-            ctx.conn()
-                .execute(
+            ctx.exec("UPDATE policy_versions SET active = FALSE WHERE active = TRUE", []).map_err(backend)?;
+            ctx.exec(
                     "INSERT INTO policy_versions (hash, files, created_at, created_by, active) VALUES (?1, ?2, ?3, ?4, TRUE)
                      ON CONFLICT (hash) DO UPDATE SET active = TRUE",
                     params![v.hash, files, v.created_at.millis(), v.created_by],
@@ -237,8 +236,7 @@ impl JitStore for SqliteStore {
                 return Err(StoreError::Precondition("an active request is created with its grant, and only then".into()));
             }
             let decided = state != RequestState::Pending;
-            ctx.conn()
-                .execute(
+            ctx.exec(
                     &format!(
                         "INSERT INTO access_requests ({REQ_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
                          ?14, ?15, ?16, ?17, ?18, NULL, ?19, NULL, NULL, NULL)"
@@ -325,8 +323,7 @@ impl JitStore for SqliteStore {
             if approval.approver_id == req.requester_id {
                 return Err(StoreError::Precondition("the requester cannot approve their own request".into()));
             }
-            ctx.conn()
-                .execute(
+            ctx.exec(
                     "INSERT INTO approvals (request_id, approver_id, approver_name, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![id, approval.approver_id, approval.approver_name, approval.comment, ctx.now().millis()],
                 )
@@ -349,8 +346,7 @@ impl JitStore for SqliteStore {
                 return Ok(ApprovalOutcome::Recorded { have, need });
             }
             transition(ctx, &id, RequestState::Pending, RequestState::Active, &approval.approver_name, "approved")?;
-            ctx.conn()
-                .execute("UPDATE access_requests SET grant_id = ?2 WHERE id = ?1", params![id, grant_id])
+            ctx.exec("UPDATE access_requests SET grant_id = ?2 WHERE id = ?1", params![id, grant_id])
                 .map_err(backend)?;
             let now = ctx.now();
             let grant = Grant {
@@ -409,8 +405,7 @@ impl JitStore for SqliteStore {
                 return Err(StoreError::Precondition(format!("request {id} is not a break-glass request")));
             }
             let n = ctx
-                .conn()
-                .execute(
+                .exec(
                     "UPDATE access_requests SET reviewed_at = ?2, reviewed_by = ?3, review_comment = ?4
                      WHERE id = ?1 AND reviewed_at IS NULL",
                     params![id, ctx.now().millis(), by, comment],
@@ -453,13 +448,12 @@ impl JitStore for SqliteStore {
                 return Err(StoreError::Conflict(format!("grant {id} is already {}", g.state.as_str())));
             }
             let now = ctx.now().millis();
-            ctx.conn()
-                .execute(
-                    "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4
+            ctx.exec(
+                "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4
                      WHERE id = ?1 AND state = 'active'",
-                    params![id, now, by, reason],
-                )
-                .map_err(backend)?;
+                params![id, now, by, reason],
+            )
+            .map_err(backend)?;
             transition(ctx, &g.request_id, RequestState::Active, RequestState::Revoked, &by, &reason)?;
             let jtis: Vec<String> = {
                 let mut st = ctx
@@ -469,11 +463,7 @@ impl JitStore for SqliteStore {
                 let rows = st.query_map([&id], |r| r.get(0)).map_err(backend)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
             };
-            ctx.conn()
-                .execute(
-                    "UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
-                    params![id, now],
-                )
+            ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", params![id, now])
                 .map_err(backend)?;
             let mut details = audit.details.clone();
             if let Some(m) = details.as_object_mut() {
@@ -502,12 +492,11 @@ impl JitStore for SqliteStore {
             };
             let mut swept = Swept::default();
             for g in due {
-                ctx.conn()
-                    .execute(
-                        "UPDATE grants SET state = 'expired', ended_at = ?2 WHERE id = ?1 AND state = 'active'",
-                        params![g.id, now.millis()],
-                    )
-                    .map_err(backend)?;
+                ctx.exec(
+                    "UPDATE grants SET state = 'expired', ended_at = ?2 WHERE id = ?1 AND state = 'active'",
+                    params![g.id, now.millis()],
+                )
+                .map_err(backend)?;
                 transition(ctx, &g.request_id, RequestState::Active, RequestState::Expired, "system", "expired")?;
                 ctx.audit(expire(&g))?;
                 swept.expired.push(g);
@@ -541,12 +530,11 @@ impl JitStore for SqliteStore {
             if t.expires_at > g.expires_at {
                 return Err(StoreError::Precondition("a token cannot outlive its grant".into()));
             }
-            ctx.conn()
-                .execute(
-                    &format!("INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"),
-                    params![t.jti, t.grant_id, t.kid, t.audience, t.issued_at.millis(), t.expires_at.millis()],
-                )
-                .map_err(sql_err)?;
+            ctx.exec(
+                &format!("INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"),
+                params![t.jti, t.grant_id, t.kid, t.audience, t.issued_at.millis(), t.expires_at.millis()],
+            )
+            .map_err(sql_err)?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -557,7 +545,13 @@ impl JitStore for SqliteStore {
         let jti = jti.to_string();
         self.read(move |c| {
             let sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE jti = ?1");
-            let Some(t) = c.query_row(&sql, [&jti], token_from_row).optional().map_err(backend)? else {
+            let Some(t) = c
+                .prepare_cached(&sql)
+                .map_err(backend)?
+                .query_row([&jti], token_from_row)
+                .optional()
+                .map_err(backend)?
+            else {
                 return Ok(None);
             };
             let g = load_grant(c, &t.grant_id)?.ok_or_else(|| StoreError::not_found("grant", &t.grant_id))?;
@@ -605,8 +599,7 @@ impl JitStore for SqliteStore {
     async fn set_cursor(&self, name: &str, seq: i64) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            ctx.conn()
-                .execute(
+            ctx.exec(
                     "INSERT INTO delivery_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
                     params![name, seq],
                 )

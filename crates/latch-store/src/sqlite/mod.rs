@@ -56,6 +56,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
@@ -185,6 +186,7 @@ impl ReaderPool {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
         conn.pragma_update(None, "query_only", "ON").map_err(backend)?;
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(conn)
     }
 

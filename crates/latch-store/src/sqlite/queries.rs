@@ -88,7 +88,8 @@ fn groups_of(conn: &Connection, principal_id: &str) -> Result<Vec<String>> {
 
 fn find_user(conn: &Connection, name: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?1");
-    let user = conn.query_row(&sql, [name], user_from_row).optional().map_err(backend)?;
+    let user =
+        conn.prepare_cached(&sql).map_err(backend)?.query_row([name], user_from_row).optional().map_err(backend)?;
     match user {
         Some(mut u) => {
             u.groups = groups_of(conn, &u.id)?;
@@ -104,7 +105,8 @@ fn require_user(conn: &Connection, name: &str) -> Result<User> {
 
 fn find_sp(conn: &Connection, name_or_id: &str) -> Result<Option<ServicePrincipal>> {
     let sql = format!("SELECT {SP_COLS} FROM service_principals WHERE name = ?1 OR id = ?1");
-    let sp = conn.query_row(&sql, [name_or_id], sp_from_row).optional().map_err(backend)?;
+    let sp =
+        conn.prepare_cached(&sql).map_err(backend)?.query_row([name_or_id], sp_from_row).optional().map_err(backend)?;
     match sp {
         Some(mut s) => {
             s.groups = groups_of(conn, &s.id)?;
@@ -128,24 +130,22 @@ fn group_id(conn: &Connection, name: &str) -> Result<String> {
 fn add_memberships(ctx: &WriteCtx<'_>, principal_id: &str, kind: PrincipalKind, groups: &[String]) -> Result<()> {
     for g in groups {
         let gid = group_id(ctx.conn(), g)?;
-        ctx.conn()
-            .execute(
-                "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
+        ctx.exec(
+            "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (group_id, principal_id) DO NOTHING",
-                params![gid, principal_id, kind.as_str(), ctx.now().millis()],
-            )
-            .map_err(backend)?;
+            params![gid, principal_id, kind.as_str(), ctx.now().millis()],
+        )
+        .map_err(backend)?;
     }
     Ok(())
 }
 
 fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<usize> {
-    ctx.conn()
-        .execute(
-            "UPDATE sessions SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
-            params![principal_id, ctx.now().millis()],
-        )
-        .map_err(backend)
+    ctx.exec(
+        "UPDATE sessions SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
+        params![principal_id, ctx.now().millis()],
+    )
+    .map_err(backend)
 }
 
 /// Ends everything a principal holds: sessions, active grants (and their
@@ -164,24 +164,18 @@ fn revoke_everything_of(ctx: &WriteCtx<'_>, principal_id: &str, by: &str, reason
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
     };
     for (grant, request) in &grants {
-        ctx.conn()
-            .execute(
+        ctx.exec(
                 "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND state = 'active'",
                 params![grant, now, by, reason],
             )
             .map_err(backend)?;
-        ctx.conn()
-            .execute(
-                "UPDATE access_requests SET state = 'revoked', decided_at = ?2, decided_by = ?3, decision_note = ?4
+        ctx.exec(
+            "UPDATE access_requests SET state = 'revoked', decided_at = ?2, decided_by = ?3, decision_note = ?4
                  WHERE id = ?1 AND state = 'active'",
-                params![request, now, by, reason],
-            )
-            .map_err(backend)?;
-        ctx.conn()
-            .execute(
-                "UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL",
-                params![grant, now],
-            )
+            params![request, now, by, reason],
+        )
+        .map_err(backend)?;
+        ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", params![grant, now])
             .map_err(backend)?;
     }
     Ok(grants.into_iter().map(|(g, _)| g).collect())
@@ -238,12 +232,11 @@ impl Store for SqliteStore {
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User> {
         self.write(move |ctx| {
             let now = ctx.now().millis();
-            ctx.conn()
-                .execute(
-                    "INSERT INTO users (id, name, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![user.id, user.name, user.password_hash, now],
-                )
-                .map_err(|e| conflict(sql_err(e), format!("user {:?} already exists", user.name)))?;
+            ctx.exec(
+                "INSERT INTO users (id, name, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![user.id, user.name, user.password_hash, now],
+            )
+            .map_err(|e| conflict(sql_err(e), format!("user {:?} already exists", user.name)))?;
             add_memberships(ctx, &user.id, PrincipalKind::User, &groups)?;
             ctx.audit(audit)?;
             require_user(ctx.conn(), &user.name)
@@ -280,12 +273,11 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let user = require_user(ctx.conn(), &name)?;
-            ctx.conn()
-                .execute(
-                    "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![user.id, disabled, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+            ctx.exec(
+                "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+                params![user.id, disabled, ctx.now().millis()],
+            )
+            .map_err(backend)?;
             let ended =
                 if disabled { revoke_everything_of(ctx, &user.id, &audit.actor, "user disabled")? } else { Vec::new() };
             ctx.audit(with_ended(audit, ended))?;
@@ -299,8 +291,8 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let user = require_user(ctx.conn(), &name)?;
             let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
-            ctx.conn().execute("DELETE FROM group_members WHERE principal_id = ?1", [&user.id]).map_err(backend)?;
-            ctx.conn().execute("DELETE FROM users WHERE id = ?1", [&user.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", [&user.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM users WHERE id = ?1", [&user.id]).map_err(backend)?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -311,8 +303,7 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let n = ctx
-                .conn()
-                .execute(
+                .exec(
                     "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE name = ?1",
                     params![name, password_hash, ctx.now().millis()],
                 )
@@ -328,8 +319,7 @@ impl Store for SqliteStore {
         let user_id = user_id.to_string();
         self.write(move |ctx| {
             let n = ctx
-                .conn()
-                .execute(
+                .exec(
                     "UPDATE users SET totp_secret = ?2, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?3
                      WHERE id = ?1",
                     params![user_id, secret, ctx.now().millis()],
@@ -346,8 +336,7 @@ impl Store for SqliteStore {
         let user_id = user_id.to_string();
         self.write(move |ctx| {
             let n = ctx
-                .conn()
-                .execute(
+                .exec(
                     "UPDATE users SET totp_confirmed = TRUE, totp_last_step = ?2, updated_at = ?3
                      WHERE id = ?1 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < ?2)",
                     params![user_id, step, ctx.now().millis()],
@@ -365,9 +354,7 @@ impl Store for SqliteStore {
     async fn reset_totp(&self, name: &str, audit: AuditDraft) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let n = ctx
-                .conn()
-                .execute(
+            let n = ctx.exec(
                     "UPDATE users SET totp_secret = NULL, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?2
                      WHERE name = ?1",
                     params![name, ctx.now().millis()],
@@ -385,12 +372,11 @@ impl Store for SqliteStore {
         let id = latch_crypto::new_id("grp").map_err(backend)?;
         self.write(move |ctx| {
             let now = ctx.now();
-            ctx.conn()
-                .execute(
-                    "INSERT INTO groups (id, name, description, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, name, description, now.millis()],
-                )
-                .map_err(|e| conflict(sql_err(e), format!("group {name:?} already exists")))?;
+            ctx.exec(
+                "INSERT INTO groups (id, name, description, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, description, now.millis()],
+            )
+            .map_err(|e| conflict(sql_err(e), format!("group {name:?} already exists")))?;
             ctx.audit(audit)?;
             Ok(Group { id, name, description, created_at: now, members: Vec::new() })
         })
@@ -455,8 +441,8 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let gid = group_id(ctx.conn(), &name)?;
-            ctx.conn().execute("DELETE FROM group_members WHERE group_id = ?1", [&gid]).map_err(backend)?;
-            ctx.conn().execute("DELETE FROM groups WHERE id = ?1", [&gid]).map_err(backend)?;
+            ctx.exec("DELETE FROM group_members WHERE group_id = ?1", [&gid]).map_err(backend)?;
+            ctx.exec("DELETE FROM groups WHERE id = ?1", [&gid]).map_err(backend)?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -468,9 +454,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let gid = group_id(ctx.conn(), &group)?;
             let pid = member_id(ctx.conn(), kind, &member)?;
-            let n = ctx
-                .conn()
-                .execute(
+            let n = ctx.exec(
                     "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (group_id, principal_id) DO NOTHING",
                     params![gid, pid, kind.as_str(), ctx.now().millis()],
@@ -491,8 +475,7 @@ impl Store for SqliteStore {
             let gid = group_id(ctx.conn(), &group)?;
             let pid = member_id(ctx.conn(), kind, &member)?;
             let n = ctx
-                .conn()
-                .execute("DELETE FROM group_members WHERE group_id = ?1 AND principal_id = ?2", params![gid, pid])
+                .exec("DELETE FROM group_members WHERE group_id = ?1 AND principal_id = ?2", params![gid, pid])
                 .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::not_found("membership", format!("{member} in {group}")));
@@ -511,13 +494,12 @@ impl Store for SqliteStore {
     ) -> Result<ServicePrincipal> {
         self.write(move |ctx| {
             let now = ctx.now().millis();
-            ctx.conn()
-                .execute(
-                    "INSERT INTO service_principals (id, name, description, secret_hash, secret_rotated_at, created_at)
+            ctx.exec(
+                "INSERT INTO service_principals (id, name, description, secret_hash, secret_rotated_at, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    params![sp.id, sp.name, sp.description, sp.secret_hash, now],
-                )
-                .map_err(|e| conflict(sql_err(e), format!("service principal {:?} already exists", sp.name)))?;
+                params![sp.id, sp.name, sp.description, sp.secret_hash, now],
+            )
+            .map_err(|e| conflict(sql_err(e), format!("service principal {:?} already exists", sp.name)))?;
             add_memberships(ctx, &sp.id, PrincipalKind::ServicePrincipal, &groups)?;
             ctx.audit(audit)?;
             require_sp(ctx.conn(), &sp.id)
@@ -553,12 +535,11 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let sp = require_sp(ctx.conn(), &name)?;
-            ctx.conn()
-                .execute(
-                    "UPDATE service_principals SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
-                    params![sp.id, secret_hash, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+            ctx.exec(
+                "UPDATE service_principals SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
+                params![sp.id, secret_hash, ctx.now().millis()],
+            )
+            .map_err(backend)?;
             revoke_sessions_of(ctx, &sp.id)?;
             ctx.audit(audit)?;
             require_sp(ctx.conn(), &sp.id)
@@ -570,8 +551,7 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let sp = require_sp(ctx.conn(), &name)?;
-            ctx.conn()
-                .execute("UPDATE service_principals SET disabled = ?2 WHERE id = ?1", params![sp.id, disabled])
+            ctx.exec("UPDATE service_principals SET disabled = ?2 WHERE id = ?1", params![sp.id, disabled])
                 .map_err(backend)?;
             let ended = if disabled {
                 revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal disabled")?
@@ -589,8 +569,8 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             let sp = require_sp(ctx.conn(), &name)?;
             let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
-            ctx.conn().execute("DELETE FROM group_members WHERE principal_id = ?1", [&sp.id]).map_err(backend)?;
-            ctx.conn().execute("DELETE FROM service_principals WHERE id = ?1", [&sp.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", [&sp.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM service_principals WHERE id = ?1", [&sp.id]).map_err(backend)?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -601,9 +581,7 @@ impl Store for SqliteStore {
         self.write(move |ctx| {
             if let Some(step) = totp_step {
                 // Compare-and-set: two logins racing with one code cannot both win.
-                let n = ctx
-                    .conn()
-                    .execute(
+                let n = ctx.exec(
                         "UPDATE users SET totp_last_step = ?2
                          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
                         params![s.principal_id, step],
@@ -614,8 +592,7 @@ impl Store for SqliteStore {
                 }
             }
             let now = ctx.now();
-            ctx.conn()
-                .execute(
+            ctx.exec(
                     "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
@@ -682,8 +659,7 @@ impl Store for SqliteStore {
         let session_id = session_id.to_string();
         self.write(move |ctx| {
             let n = ctx
-                .conn()
-                .execute(
+                .exec(
                     "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                     params![session_id, ctx.now().millis()],
                 )
@@ -744,12 +720,11 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             let cp = Checkpoint::sign(&key, seq, hash, ctx.now());
-            ctx.conn()
-                .execute(
-                    "INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![cp.seq, cp.hash, cp.time.millis(), cp.key_id, cp.signature],
-                )
-                .map_err(backend)?;
+            ctx.exec(
+                "INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![cp.seq, cp.hash, cp.time.millis(), cp.key_id, cp.signature],
+            )
+            .map_err(backend)?;
             Ok(Some(cp))
         })
         .await

@@ -40,30 +40,33 @@ impl WriteCtx<'_> {
     pub fn now(&self) -> Timestamp {
         self.now
     }
+    /// Runs one statement through the connection's statement cache.
+    pub fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
+    }
     pub fn head(&self) -> (i64, &str) {
         (self.head.seq, &self.head.hash)
     }
     /// Appends `draft` as the next event of the chain, in this transaction.
     pub fn audit(&mut self, draft: AuditDraft) -> Result<AuditEvent> {
         let ev = draft.seal(self.head.seq + 1, self.now, &self.head.hash);
-        self.conn
-            .execute(
-                "INSERT INTO audit_events (seq, time, actor, action, target, outcome, request_id, source, details, hash)
+        self.exec(
+            "INSERT INTO audit_events (seq, time, actor, action, target, outcome, request_id, source, details, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                rusqlite::params![
-                    ev.seq,
-                    ev.time.millis(),
-                    ev.actor,
-                    ev.action,
-                    ev.target,
-                    ev.outcome.as_str(),
-                    ev.request_id,
-                    ev.source,
-                    latch_audit::canonical::canonical_json(&ev.details),
-                    ev.hash,
-                ],
-            )
-            .map_err(backend)?;
+            rusqlite::params![
+                ev.seq,
+                ev.time.millis(),
+                ev.actor,
+                ev.action,
+                ev.target,
+                ev.outcome.as_str(),
+                ev.request_id,
+                ev.source,
+                latch_audit::canonical::canonical_json(&ev.details),
+                ev.hash,
+            ],
+        )
+        .map_err(backend)?;
         self.head.seq = ev.seq;
         self.head.hash = ev.hash.clone();
         Ok(ev)
@@ -140,18 +143,23 @@ pub(crate) fn run(conn: Connection, rx: Receiver<Box<dyn Job>>, clock: Arc<dyn C
     }
 }
 
+fn stmt(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(backend)
+}
+
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>], clock: &dyn Clock, head: &mut Head) -> Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+    stmt(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        conn.execute_batch("SAVEPOINT job").map_err(backend)?;
+        stmt(conn, "SAVEPOINT job")?;
         let saved = head.clone();
         let mut ctx = WriteCtx { conn, head, now: clock.now() };
         if job.run(&mut ctx) {
-            conn.execute_batch("RELEASE job").map_err(backend)?;
+            stmt(conn, "RELEASE job")?;
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(backend)?;
+            stmt(conn, "ROLLBACK TO job")?;
+            stmt(conn, "RELEASE job")?;
             *head = saved;
         }
     }
-    conn.execute_batch("COMMIT").map_err(backend)
+    stmt(conn, "COMMIT")
 }
