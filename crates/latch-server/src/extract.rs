@@ -22,10 +22,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(json_rejection(rej)),
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType {
+                message: "send the body as JSON with the header Content-Type: application/json".into(),
+            });
         }
+        let bytes = body_bytes(req, state).await?;
+        parse_object(&bytes).map(ApiJson)
     }
 }
 
@@ -34,22 +37,44 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    message: format!("request body exceeds the limit of {} bytes", crate::BODY_LIMIT),
-                }
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(v)) => Ok(Some(ApiJson(v))),
-            Err(rej) => Err(json_rejection(rej)),
+        parse_object(&bytes).map(|v| Some(ApiJson(v)))
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+        })
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                message: format!("request body exceeds the limit of {} bytes", crate::BODY_LIMIT),
+            }
+        } else {
+            ApiError::BadRequest(e.body_text())
         }
+    })
+}
+
+/// Request bodies are JSON objects. Serde would also accept a struct written
+/// as an array of its fields by position, which no client means to send.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let parsed = axum::Json::<T>::from_bytes(bytes).map(|axum::Json(v)| v).map_err(json_rejection);
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => parsed,
+        _ => parsed.and(Err(ApiError::BadRequest("invalid request body: it must be a JSON object ({ … })".into()))),
     }
 }
 
