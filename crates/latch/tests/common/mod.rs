@@ -195,6 +195,16 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Waits for the server to exit (after a signal sent by the test).
+    pub fn wait(&mut self) -> i32 {
+        let Some(mut child) = self.child.take() else { return -1 };
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
