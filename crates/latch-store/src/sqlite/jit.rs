@@ -268,7 +268,15 @@ impl JitStore for SqliteStore {
                 insert_grant(ctx, g)?;
             }
             ctx.audit(audit)?;
-            load_request(ctx.conn(), &req.id)
+            // Return what was written rather than reading it back: the writer
+            // thread is the bottleneck of the request path.
+            let now = ctx.now();
+            Ok(AccessRequest {
+                decided_at: decided.then_some(now),
+                decided_by: decided.then(|| "policy".to_string()),
+                grant_id: grant.as_ref().map(|g| g.id.clone()),
+                ..req
+            })
         })
         .await
     }

@@ -626,7 +626,9 @@ impl Store for SqliteStore {
             let row = c
                 .prepare_cached(
                     "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
-                            COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled)
+                            COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled),
+                            (SELECT GROUP_CONCAT(g.name, char(31)) FROM group_members m JOIN groups g ON g.id = m.group_id
+                             WHERE m.principal_id = s.principal_id)
                      FROM sessions s
                      LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
                      LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
@@ -641,15 +643,18 @@ impl Store for SqliteStore {
                         r.get::<_, bool>(3)?,
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<bool>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 })
                 .optional()
                 .map_err(backend)?;
-            let Some((session_id, id, kind, mfa, Some(name), Some(false))) = row else {
+            let Some((session_id, id, kind, mfa, Some(name), Some(false), groups)) = row else {
                 return Ok(None);
             };
             let Some(kind) = PrincipalKind::parse(&kind) else { return Ok(None) };
-            let groups = groups_of(c, &id)?;
+            let mut groups: Vec<String> =
+                groups.map(|g| g.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
+            groups.sort();
             Ok(Some(Principal { id, name, kind, groups, mfa, session_id }))
         })
         .await
