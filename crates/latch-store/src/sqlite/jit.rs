@@ -292,7 +292,7 @@ impl JitStore for SqliteStore {
     }
 
     async fn list_requests(&self, f: RequestFilter) -> Result<Vec<AccessRequest>> {
-        self.read(move |c| {
+        self.scan(move |c| {
             let sql = format!(
                 "SELECT {REQ_COLS} FROM access_requests WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR requester_id = ?2)
                  ORDER BY created_at DESC, id LIMIT ?3"
@@ -435,7 +435,7 @@ impl JitStore for SqliteStore {
 
     async fn list_grants(&self, principal_id: Option<&str>, live_at: Option<Timestamp>) -> Result<Vec<Grant>> {
         let principal_id = principal_id.map(str::to_string);
-        self.read(move |c| {
+        self.scan(move |c| {
             let sql = format!(
                 "SELECT {GRANT_COLS} FROM grants WHERE (?1 IS NULL OR principal_id = ?1)
                  AND (?2 IS NULL OR (state = 'active' AND expires_at > ?2)) ORDER BY starts_at DESC, id LIMIT 10000"
@@ -569,7 +569,7 @@ impl JitStore for SqliteStore {
     }
 
     async fn revoked_tokens(&self, now: Timestamp) -> Result<Vec<IssuedToken>> {
-        self.read(move |c| {
+        self.scan(move |c| {
             let sql = format!(
                 "SELECT {TOKEN_COLS} FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > ?1 ORDER BY revoked_at, jti"
             );

@@ -139,8 +139,26 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    /// Runs `f` on a pooled read connection, inline on the calling task.
+    ///
+    /// Reads are indexed point lookups of tens of microseconds (WAL readers
+    /// never wait for the writer), which is less than the cost of handing
+    /// them to the blocking pool and back: measured, the hand-off made the
+    /// request path context-switch-bound.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.readers.take()?;
+        let out = f(&conn);
+        self.readers.give(conn);
+        out
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool: for
+    /// scans (lists, audit pages) that may take long enough to stall a worker.
+    pub async fn scan<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,

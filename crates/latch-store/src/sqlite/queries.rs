@@ -250,7 +250,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        self.read(|c| {
+        self.scan(|c| {
             let sql = format!("SELECT {USER_COLS} FROM users ORDER BY name");
             let mut st = c.prepare(&sql).map_err(backend)?;
             let users = st
@@ -410,7 +410,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_groups(&self) -> Result<Vec<Group>> {
-        self.read(|c| {
+        self.scan(|c| {
             let mut st =
                 c.prepare("SELECT id, name, description, created_at FROM groups ORDER BY name").map_err(backend)?;
             let groups = st
@@ -513,7 +513,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_sps(&self) -> Result<Vec<ServicePrincipal>> {
-        self.read(|c| {
+        self.scan(|c| {
             let sql = format!("SELECT {SP_COLS} FROM service_principals ORDER BY name");
             let mut st = c.prepare(&sql).map_err(backend)?;
             let sps = st
@@ -681,7 +681,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_audit(&self, q: AuditQuery) -> Result<Vec<AuditEvent>> {
-        self.read(move |c| {
+        self.scan(move |c| {
             let sql = format!(
                 "SELECT {AUDIT_COLS} FROM audit_events
                  WHERE seq > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3)
@@ -700,7 +700,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>> {
-        self.read(|c| {
+        self.scan(|c| {
             let mut st = c
                 .prepare("SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq")
                 .map_err(backend)?;
