@@ -217,6 +217,15 @@ pub(crate) fn context_for(
     c
 }
 
+/// A free-text field that must be present (a denial's reason, a review's comment).
+fn required_text(field: &str, v: &str, flag: &str, what: &str) -> ApiResult<()> {
+    check_text(field, v, MAX_TEXT)?;
+    if v.trim().is_empty() {
+        return Err(ApiError::BadRequest(format!("{what} needs a {field}: add --{flag} TEXT")));
+    }
+    Ok(())
+}
+
 fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
     if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
         return Err(ApiError::BadRequest(format!(
@@ -478,10 +487,7 @@ pub async fn deny(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Reason>,
 ) -> ApiResult<Json<RequestView>> {
-    check_text("reason", &body.reason, MAX_TEXT)?;
-    if body.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest("a denial needs a reason: add --reason TEXT".into()));
-    }
+    required_text("reason", &body.reason, "reason", "a denial")?;
     let r = load(&st, &id).await?;
     if let Err(e) = approver_check(&st, &p, &r, &ctx.source) {
         return Err(refused(&st, &ctx, &p, "request.deny", &r, e).await);
@@ -740,10 +746,7 @@ pub async fn review(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Comment>,
 ) -> ApiResult<Json<RequestView>> {
-    check_text("comment", &body.comment, MAX_TEXT)?;
-    if body.comment.trim().is_empty() {
-        return Err(ApiError::BadRequest("a post-incident review needs a comment: add --comment TEXT".into()));
-    }
+    required_text("comment", &body.comment, "comment", "a post-incident review")?;
     let r = load(&st, &id).await?;
     if p.id == r.requester_id {
         return Err(ApiError::Forbidden("you cannot review your own break-glass use".into()));

@@ -68,20 +68,25 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<AccessRequest> {
 }
 
 fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
+    grant_from_row_at(r, 0)
+}
+
+/// A grant whose columns start at index `o` of the row.
+fn grant_from_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Grant> {
     Ok(Grant {
-        id: r.get(0)?,
-        request_id: r.get(1)?,
-        principal_id: r.get(2)?,
-        principal_kind: kind(r, 3)?,
-        principal_name: r.get(4)?,
-        role: r.get(5)?,
-        breakglass: r.get(6)?,
-        starts_at: Timestamp(r.get(7)?),
-        expires_at: Timestamp(r.get(8)?),
-        state: GrantState::parse(&r.get::<_, String>(9)?).ok_or_else(|| conv(9, "grant state"))?,
-        ended_at: ts(r, 10)?,
-        revoked_by: r.get(11)?,
-        revoke_reason: r.get(12)?,
+        id: r.get(o)?,
+        request_id: r.get(o + 1)?,
+        principal_id: r.get(o + 2)?,
+        principal_kind: kind(r, o + 3)?,
+        principal_name: r.get(o + 4)?,
+        role: r.get(o + 5)?,
+        breakglass: r.get(o + 6)?,
+        starts_at: Timestamp(r.get(o + 7)?),
+        expires_at: Timestamp(r.get(o + 8)?),
+        state: GrantState::parse(&r.get::<_, String>(o + 9)?).ok_or_else(|| conv(o + 9, "grant state"))?,
+        ended_at: ts(r, o + 10)?,
+        revoked_by: r.get(o + 11)?,
+        revoke_reason: r.get(o + 12)?,
     })
 }
 
@@ -551,19 +556,21 @@ impl JitStore for SqliteStore {
 
     async fn get_token(&self, jti: &str) -> Result<Option<(IssuedToken, Grant)>> {
         let jti = jti.to_string();
+        // One query on the introspection hot path: the token with its grant.
         self.read(move |c| {
-            let sql = format!("SELECT {TOKEN_COLS} FROM tokens WHERE jti = ?1");
-            let Some(t) = c
-                .prepare_cached(&sql)
-                .map_err(backend)?
-                .query_row([&jti], token_from_row)
-                .optional()
-                .map_err(backend)?
-            else {
-                return Ok(None);
-            };
-            let g = load_grant(c, &t.grant_id)?.ok_or_else(|| StoreError::not_found("grant", &t.grant_id))?;
-            Ok(Some((t, g)))
+            let t_cols = TOKEN_COLS.split(", ").map(|col| format!("t.{col}")).collect::<Vec<_>>().join(", ");
+            let g_cols = GRANT_COLS.split(", ").map(|col| format!("g.{col}")).collect::<Vec<_>>().join(", ");
+            let sql =
+                format!("SELECT {t_cols}, {g_cols} FROM tokens t JOIN grants g ON g.id = t.grant_id WHERE t.jti = ?1");
+            let n = TOKEN_COLS.split(", ").count();
+            let mut st = c.prepare_cached(&sql).map_err(backend)?;
+            st.query_row([&jti], |r| {
+                let t = token_from_row(r)?;
+                let g = grant_from_row_at(r, n)?;
+                Ok((t, g))
+            })
+            .optional()
+            .map_err(backend)
         })
         .await
     }
