@@ -21,6 +21,16 @@ const GRANT_COLS: &str = "id, request_id, principal_id, principal_kind, principa
      expires_at, state, ended_at, revoked_by, revoke_reason";
 const TOKEN_COLS: &str = "jti, grant_id, kid, audience, issued_at, expires_at, revoked_at";
 
+/// A token joined with its grant, columns in `TOKEN_COLS`, then `GRANT_COLS` order.
+static TOKEN_WITH_GRANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let prefixed = |cols: &str, t: &str| cols.split(", ").map(|c| format!("{t}.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {}, {} FROM tokens t JOIN grants g ON g.id = t.grant_id WHERE t.jti = ?1",
+        prefixed(TOKEN_COLS, "t"),
+        prefixed(GRANT_COLS, "g")
+    )
+});
+
 fn conv(i: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("bad {what}").into())
 }
@@ -558,15 +568,10 @@ impl JitStore for SqliteStore {
         let jti = jti.to_string();
         // One query on the introspection hot path: the token with its grant.
         self.read(move |c| {
-            let t_cols = TOKEN_COLS.split(", ").map(|col| format!("t.{col}")).collect::<Vec<_>>().join(", ");
-            let g_cols = GRANT_COLS.split(", ").map(|col| format!("g.{col}")).collect::<Vec<_>>().join(", ");
-            let sql =
-                format!("SELECT {t_cols}, {g_cols} FROM tokens t JOIN grants g ON g.id = t.grant_id WHERE t.jti = ?1");
-            let n = TOKEN_COLS.split(", ").count();
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
+            let mut st = c.prepare_cached(&TOKEN_WITH_GRANT).map_err(backend)?;
             st.query_row([&jti], |r| {
                 let t = token_from_row(r)?;
-                let g = grant_from_row_at(r, n)?;
+                let g = grant_from_row_at(r, TOKEN_COLS.split(", ").count())?;
                 Ok((t, g))
             })
             .optional()
