@@ -32,6 +32,12 @@
 //!
 //! `public_url = "https://latch.example.com"` (top level) sets the issuer of
 //! tokens; it defaults to the listen address.
+//!
+//! `storage = "postgres://latch@db.internal/latch"` (top level) keeps state in
+//! PostgreSQL instead of `data_dir/latch.db`, so that several nodes can share
+//! it; `[postgres] max_connections` and `connect_timeout` tune the pool. The
+//! data directory then holds only this node's key files (copy them to every
+//! node, as with TLS keys).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +45,7 @@ use std::time::Duration;
 
 use latch_core::parse_duration;
 use latch_core::ratelimit::Limit;
+use latch_store::PgOptions;
 use serde::Deserialize;
 
 use crate::state::{AuthSettings, JitSettings};
@@ -71,6 +78,16 @@ struct RawConfig {
     requests: RawRequests,
     #[serde(default)]
     notify: RawNotify,
+    storage: Option<String>,
+    #[serde(default)]
+    postgres: RawPostgres,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    max_connections: Option<usize>,
+    connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +146,30 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Where state lives.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// `data_dir/latch.db`.
+    Sqlite,
+    Postgres {
+        dsn: String,
+        options: PgOptions,
+    },
+}
+
+impl Storage {
+    /// `"postgres://…"` (or `postgresql://…`) selects PostgreSQL; anything else is refused.
+    pub fn from_dsn(dsn: &str, options: PgOptions) -> Result<Storage, String> {
+        if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
+            Ok(Storage::Postgres { dsn: dsn.to_string(), options })
+        } else {
+            Err("storage must be a PostgreSQL URL such as postgres://user@host:5432/latch \
+                 (leave it out to use SQLite in data_dir)"
+                .into())
+        }
+    }
+}
+
 /// A validated server configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -142,6 +183,7 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     pub public_url: Option<String>,
     pub jit: JitSettings,
+    pub storage: Storage,
 }
 
 impl Config {
@@ -235,7 +277,27 @@ impl Config {
             request_timeout: dur("[requests] timeout", &raw.requests.timeout, JitSettings::default().request_timeout)?,
             webhook: raw.notify.webhook.clone(),
         };
+        let pg_defaults = PgOptions::default();
+        let options = PgOptions {
+            max_connections: positive(
+                "[postgres] max_connections",
+                raw.postgres.max_connections,
+                pg_defaults.max_connections,
+            )
+            .map_err(invalid)?,
+            connect_timeout: dur(
+                "[postgres] connect_timeout",
+                &raw.postgres.connect_timeout,
+                pg_defaults.connect_timeout,
+            )?,
+            ..pg_defaults
+        };
+        let storage = match &raw.storage {
+            Some(dsn) => Storage::from_dsn(dsn, options).map_err(|e| invalid(format!("storage: {e}")))?,
+            None => Storage::Sqlite,
+        };
         Ok(Config {
+            storage,
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jit,
             listen,
@@ -305,5 +367,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no such file"), "{e}");
+        let e =
+            parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\nstorage = \"mysql://x\"\n").unwrap_err().to_string();
+        assert!(e.contains("storage") && e.contains("postgres://"), "{e}");
+        let e = parse("listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n[postgres]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[postgres] max_connections"), "{e}");
+    }
+
+    #[test]
+    fn postgres_storage() {
+        let c = parse(
+            "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\nstorage = \"postgres://latch@127.0.0.1/latch\"\n\
+             [postgres]\nmax_connections = 4\nconnect_timeout = \"1s\"\n",
+        )
+        .unwrap();
+        let Storage::Postgres { dsn, options } = c.storage else { panic!("not postgres") };
+        assert_eq!(dsn, "postgres://latch@127.0.0.1/latch");
+        assert_eq!((options.max_connections, options.connect_timeout), (4, Duration::from_secs(1)));
     }
 }

@@ -94,6 +94,8 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Precondition(m) => ApiError::Conflict(m),
             StoreError::Closed => ApiError::Unavailable("the server is shutting down".into()),
+            // Fail closed: refuse rather than guess; the client may retry.
+            StoreError::Unavailable(m) => ApiError::Unavailable(format!("{m}; retry shortly")),
             other => ApiError::internal(other),
         }
     }

@@ -5,6 +5,11 @@
 //! themselves, so a lagging sweeper never extends access). Notifications are
 //! read from the audit log with a persisted cursor — the log is the outbox —
 //! so a change and its notification cannot diverge and restarts lose nothing.
+//!
+//! With several nodes on one PostgreSQL database, only the node that holds
+//! the store's leadership lock does this work ([`latch_store::Store::is_leader`]);
+//! another node takes over within a second of the leader's death, and
+//! picks the notification cursor up from the database.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +28,9 @@ pub async fn sweeper(st: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !st.store.is_leader() {
+            continue;
+        }
         let expire = Box::new(|g: &latch_store::Grant| {
             AuditDraft::new("system", "grant.expire", format!("grant:{}", g.id)).details(json!({
                 "role": g.role, "principal": format!("{}:{}", g.principal_kind.as_str(), g.principal_name),
@@ -102,15 +110,27 @@ pub async fn notifier(st: AppState, url: String) {
         .build()
         .into();
     let agent = Arc::new(agent);
-    let mut cursor = st.store.cursor(CURSOR).await.unwrap_or(0);
-    if cursor == 0 {
-        // A newly configured webhook starts at the present, not at history.
-        cursor = st.store.audit_head().await.map(|(seq, _)| seq).unwrap_or(0);
-    }
     st.notify_status().configured = true;
-    st.notify_status().cursor = cursor;
     let mut backoff = Duration::from_secs(1);
+    // Read from the database whenever this node (again) becomes the leader.
+    let mut held: Option<i64> = None;
     loop {
+        if !st.store.is_leader() {
+            held = None;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let mut cursor = match held {
+            Some(c) => c,
+            None => match load_cursor(&st).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "notifier cannot read its cursor");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            },
+        };
         let page = st.store.list_audit(AuditQuery { since: cursor, limit: 100, ..Default::default() }).await;
         let events = match page {
             Ok(e) => e,
@@ -121,6 +141,7 @@ pub async fn notifier(st: AppState, url: String) {
             }
         };
         if events.is_empty() {
+            held = Some(cursor);
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -152,7 +173,18 @@ pub async fn notifier(st: AppState, url: String) {
                 tracing::error!(error = %e, "notifier cannot save its cursor");
             }
         }
+        held = Some(cursor);
     }
+}
+
+/// The persisted cursor; a newly configured webhook starts at the present, not at history.
+async fn load_cursor(st: &AppState) -> Result<i64, latch_store::StoreError> {
+    let mut cursor = st.store.cursor(CURSOR).await?;
+    if cursor == 0 {
+        cursor = st.store.audit_head().await?.0;
+    }
+    st.notify_status().cursor = cursor;
+    Ok(cursor)
 }
 
 fn record_failure(st: &AppState, err: String) {

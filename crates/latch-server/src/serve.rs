@@ -15,10 +15,10 @@ use latch_core::principal::ADMIN_GROUP;
 use latch_core::ratelimit::FailureLimiter;
 use latch_core::{Clock, OffsetClock, PrincipalKind, SystemClock};
 use latch_crypto::{Secret, SigningKey, new_id, new_token, token_hash};
-use latch_store::{NewSession, NewUser, SqliteStore, Store, StoreError};
+use latch_store::{NewSession, NewUser, SqlStore, Store, StoreError};
 use serde_json::json;
 
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::jobs;
 use crate::keys::{self, KeyError};
 use crate::state::{AppState, Inner, Limiters, NotifyStatus};
@@ -57,6 +57,8 @@ pub struct ServeOptions {
 pub struct Ready {
     pub url: String,
     pub data_dir: PathBuf,
+    /// Where state lives, for people: "SQLite in DIR" or "PostgreSQL".
+    pub storage: String,
     pub bootstrap_token: Option<Secret>,
 }
 
@@ -76,8 +78,11 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         Some(c) => Arc::new(c.clone()),
         None => Arc::new(SystemClock),
     };
-    let sqlite = Arc::new(SqliteStore::open(&data_dir.join("latch.db"), clock.clone())?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let sql_store = Arc::new(match &cfg.storage {
+        Storage::Sqlite => SqlStore::open_sqlite(&data_dir.join("latch.db"), clock.clone())?,
+        Storage::Postgres { dsn, options } => SqlStore::open_postgres(dsn, options.clone(), clock.clone()).await?,
+    });
+    let store: Arc<dyn Store> = sql_store.clone();
     let audit_key = Arc::new(keys::load_or_create(&keys::audit_key_path(&data_dir))?);
     let dummy_hash = tokio::task::spawn_blocking(latch_crypto::password::dummy_hash)
         .await
@@ -135,7 +140,11 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));
     }
 
-    on_ready(Ready { url, data_dir: data_dir.clone(), bootstrap_token });
+    let storage = match &cfg.storage {
+        Storage::Sqlite => format!("data in {} (SQLite, WAL)", data_dir.display()),
+        Storage::Postgres { .. } => format!("data in PostgreSQL, keys in {}", data_dir.display()),
+    };
+    on_ready(Ready { url, data_dir: data_dir.clone(), storage, bootstrap_token });
     tracing::info!(addr = %local, tls = cfg.tls.is_some(), dev = opts.dev, "latch listening");
 
     let served = match &cfg.tls {
@@ -155,7 +164,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
     // Seal the log: the stop event and a checkpoint over it.
     let stop = store.append_audit(AuditDraft::new("system", "system.stop", "system:server")).await;
     let cp = store.write_checkpoint(audit_key).await;
-    sqlite.close();
+    sql_store.close();
     served?;
     stop?;
     cp?;
@@ -182,11 +191,22 @@ async fn checkpoint_ticker(store: Arc<dyn Store>, key: Arc<SigningKey>, every: D
     interval.tick().await;
     loop {
         interval.tick().await;
+        if !store.is_leader() {
+            continue;
+        }
         match store.write_checkpoint(key.clone()).await {
             Ok(Some(cp)) => tracing::debug!(seq = cp.seq, "audit checkpoint written"),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "cannot write audit checkpoint"),
         }
+    }
+}
+
+/// A bootstrap step that another node may have done first.
+fn done<T>(r: Result<T, StoreError>) -> Result<(), StoreError> {
+    match r {
+        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -198,13 +218,19 @@ async fn bootstrap(st: &AppState, dev: bool) -> Result<Option<Secret>, ServeErro
         let ev = |action: &str, target: String| {
             AuditDraft::new("system", action, target).details(json!({ "bootstrap": true }))
         };
-        st.store
-            .create_group(ADMIN_GROUP, "latch administrators", ev("group.create", format!("group:{ADMIN_GROUP}")))
-            .await?;
+        // Nodes sharing a database may start together: the loser of the race
+        // finds the bootstrap done (a conflict), which is fine.
+        done(
+            st.store
+                .create_group(ADMIN_GROUP, "latch administrators", ev("group.create", format!("group:{ADMIN_GROUP}")))
+                .await,
+        )?;
         let admin = NewUser { id: new_id("usr")?, name: BOOTSTRAP_ADMIN.into(), password_hash: None };
-        st.store
-            .create_user(admin, vec![ADMIN_GROUP.into()], ev("user.create", format!("user:{BOOTSTRAP_ADMIN}")))
-            .await?;
+        done(
+            st.store
+                .create_user(admin, vec![ADMIN_GROUP.into()], ev("user.create", format!("user:{BOOTSTRAP_ADMIN}")))
+                .await,
+        )?;
     }
     if !(first || dev) {
         return Ok(None);

@@ -6,16 +6,28 @@
 //! audit event cannot be written (invariant 1), and a failed append fails the
 //! change.
 //!
-//! The embedded backend is SQLite in WAL mode with `synchronous=FULL`: an
-//! acknowledged write survives power loss. One writer thread batches the
-//! writes that arrive together into one transaction (group commit), each in
-//! its own savepoint, so concurrent writers share one fsync without weakening
-//! durability. The SQL in `migrations/` is portable to PostgreSQL.
+//! Both backends run the same domain SQL (`ops`, over the small [`sql::Db`]
+//! interface) and the same migrations:
+//! - **SQLite** (embedded, the default) in WAL mode with `synchronous=FULL`:
+//!   an acknowledged write survives power loss.
+//! - **PostgreSQL** for several latch nodes sharing one database: the audit
+//!   chain stays one total order by locking it at the start of every write
+//!   transaction, and background work runs on the one node that holds an
+//!   advisory lock.
+//!
+//! In both, one writer thread per store batches the writes that arrive
+//! together into one transaction (group commit), each in its own savepoint,
+//! so concurrent writers share one commit without weakening durability.
 #![forbid(unsafe_code)]
 
 pub mod migrations;
 pub mod model;
+mod ops;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
+mod store;
+mod writer;
 
 use async_trait::async_trait;
 use latch_audit::{AuditDraft, AuditEvent, Checkpoint};
@@ -25,9 +37,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use model::*;
-pub use sqlite::SqliteStore;
+pub use postgres::PgOptions;
+pub use store::SqlStore;
+pub use writer::WriteCtx;
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     #[error("{kind} {name:?} not found")]
     NotFound { kind: &'static str, name: String },
@@ -39,6 +53,9 @@ pub enum StoreError {
     Backend(String),
     #[error("the store is closed")]
     Closed,
+    /// The database cannot be reached: nothing was changed; retry later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("storage schema is version {found}, newer than this latch (knows {known}): upgrade latch")]
     SchemaTooNew { found: i64, known: i64 },
 }
@@ -185,4 +202,14 @@ pub trait Store: JitStore + Send + Sync + 'static {
     async fn write_checkpoint(&self, key: Arc<SigningKey>) -> Result<Option<Checkpoint>>;
     /// Whether any identity exists yet (first start).
     async fn is_empty(&self) -> Result<bool>;
+
+    // --- operation ---
+    /// "sqlite" or "postgres".
+    fn backend_name(&self) -> &'static str;
+    /// Whether this node runs background work (sweeper, timeouts, delivery,
+    /// checkpoints). Always true for SQLite; for PostgreSQL, true on the one
+    /// node that holds the leadership lock.
+    fn is_leader(&self) -> bool;
+    /// A round trip to the database, for health checks.
+    async fn ping(&self) -> Result<()>;
 }

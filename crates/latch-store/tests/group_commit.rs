@@ -9,12 +9,12 @@ use latch_audit::AuditDraft;
 use latch_core::{ManualClock, PrincipalKind, Timestamp};
 use latch_crypto::SigningKey;
 use latch_store::sqlite::verify::verify_file;
-use latch_store::{AuditQuery, NewUser, SqliteStore, Store, StoreError};
+use latch_store::{AuditQuery, NewUser, SqlStore, Store, StoreError};
 
-fn open() -> (tempfile::TempDir, Arc<SqliteStore>, ManualClock) {
+fn open() -> (tempfile::TempDir, Arc<SqlStore>, ManualClock) {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-    let store = SqliteStore::open(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
+    let store = SqlStore::open_sqlite(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
     (dir, Arc::new(store), clock)
 }
 
@@ -42,7 +42,7 @@ async fn concurrent_appends_form_one_gapless_chain() {
     let key = Arc::new(SigningKey::generate().unwrap());
     store.write_checkpoint(key.clone()).await.unwrap().unwrap();
     assert!(store.write_checkpoint(key.clone()).await.unwrap().is_none(), "one checkpoint per head");
-    let path = store.path().to_path_buf();
+    let path = store.path().expect("a SQLite store").to_path_buf();
     store.close();
     let report = verify_file(&path, key.verifying_key()).unwrap();
     assert_eq!(report.events, 1600);

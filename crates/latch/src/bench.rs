@@ -10,7 +10,7 @@ use anyhow::Context;
 use latch_audit::AuditDraft;
 use latch_core::SystemClock;
 use latch_crypto::SigningKey;
-use latch_store::{SqliteStore, Store};
+use latch_store::{SqlStore, Store};
 use serde_json::json;
 
 use crate::cli::{BenchCmd, Global};
@@ -47,7 +47,7 @@ fn audit(g: &Global, events: u64, writers: u64, verify_events: u64, dir: Option<
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let writers = writers.max(1);
     let result = rt.block_on(async {
-        let store = Arc::new(SqliteStore::open(&tmp.path().join("append.db"), Arc::new(SystemClock))?);
+        let store = Arc::new(SqlStore::open_sqlite(&tmp.path().join("append.db"), Arc::new(SystemClock))?);
 
         // One writer at a time: every append waits for its own fsync.
         let serial_n = (events / 20).clamp(200, 5_000);
@@ -86,7 +86,7 @@ fn audit(g: &Global, events: u64, writers: u64, verify_events: u64, dir: Option<
 
         // A log of verify_events events, written in batches, then verified from the file.
         let key = Arc::new(SigningKey::generate()?);
-        let vstore = SqliteStore::open(&tmp.path().join("verify.db"), Arc::new(SystemClock))?;
+        let vstore = SqlStore::open_sqlite(&tmp.path().join("verify.db"), Arc::new(SystemClock))?;
         let t0 = Instant::now();
         let mut written = 0;
         while written < verify_events {
@@ -105,7 +105,7 @@ fn audit(g: &Global, events: u64, writers: u64, verify_events: u64, dir: Option<
         vstore.write_checkpoint(key.clone()).await?;
         let build_secs = t0.elapsed().as_secs_f64();
         vstore.close();
-        let path = vstore.path().to_path_buf();
+        let path = tmp.path().join("verify.db");
         let t0 = Instant::now();
         let report = latch_store::sqlite::verify::verify_file(&path, key.verifying_key())?;
         let verify_secs = t0.elapsed().as_secs_f64();

@@ -40,6 +40,9 @@ pub enum Output {
 pub enum Command {
     /// Run the latch server.
     Server(ServerArgs),
+    /// Operate the store behind a server.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
     /// Log in and print a session token as LATCH_TOKEN=….
     Login(LoginArgs),
     /// Revoke the current session token.
@@ -179,6 +182,20 @@ pub struct ServerArgs {
     /// Dev mode only: let administrators move the server's clock forward (for tests).
     #[arg(long, requires = "dev", hide = true)]
     pub test_clock: bool,
+    /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
+    #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
+    pub storage: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCmd {
+    /// Apply pending schema migrations to a PostgreSQL database and exit
+    /// (servers also migrate on start; this lets you do it ahead of a rollout).
+    Migrate {
+        /// The database, postgres://…
+        #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…")]
+        storage: String,
+    },
 }
 
 #[derive(Args)]

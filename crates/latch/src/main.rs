@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let g = cli.global.clone();
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args),
+        Command::Operator(cmd) => server_cmd::operator(cmd),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
         c @ (Command::Apply { .. }

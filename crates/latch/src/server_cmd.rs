@@ -4,13 +4,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use latch_server::config::{Config, LogFormat};
+use latch_server::config::{Config, LogFormat, Storage};
 use latch_server::serve::{self, Ready, ServeOptions};
 use latch_server::state::{AuthSettings, JitSettings};
+use latch_store::PgOptions;
 use tracing_subscriber::EnvFilter;
 
 use crate::UsageError;
-use crate::cli::ServerArgs;
+use crate::cli::{OperatorCmd, ServerArgs};
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut _tmp = None;
@@ -45,6 +46,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             auth: AuthSettings::default(),
             checkpoint_interval: Duration::from_secs(60),
             public_url: None,
+            storage: match &args.storage {
+                Some(dsn) => {
+                    Storage::from_dsn(dsn, PgOptions::default()).map_err(|e| UsageError(format!("--storage: {e}")))?
+                }
+                None => Storage::Sqlite,
+            },
             jit: JitSettings {
                 request_timeout: latch_core::parse_duration(&args.request_timeout)
                     .map_err(|e| UsageError(format!("--request-timeout: {e}")))?,
@@ -70,8 +77,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = out.flush();
         if dev {
             eprintln!(
-                "latch dev server: data in {} (SQLite, WAL). Not for production.\n  export LATCH_ADDR={}{}",
-                ready.data_dir.display(),
+                "latch dev server: {}. Not for production.\n  export LATCH_ADDR={}{}",
+                ready.storage,
                 ready.url,
                 if ready.bootstrap_token.is_some() { " LATCH_TOKEN=<the token above>" } else { "" }
             );
@@ -86,5 +93,31 @@ fn init_logging(cfg: &Config) {
     match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+/// `latch operator …`.
+pub fn operator(cmd: OperatorCmd) -> anyhow::Result<()> {
+    match cmd {
+        OperatorCmd::Migrate { storage } => {
+            let Storage::Postgres { dsn, options } =
+                Storage::from_dsn(&storage, PgOptions::default()).map_err(|e| UsageError(format!("--storage: {e}")))?
+            else {
+                return Err(UsageError("--storage must be a postgres:// URL".into()).into());
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let store =
+                    latch_store::SqlStore::open_postgres(&dsn, options, std::sync::Arc::new(latch_core::SystemClock))
+                        .await
+                        .context("cannot migrate the database")?;
+                store.close();
+                println!("schema is at version {}", latch_store::migrations::LATEST);
+                Ok(())
+            })
+        }
     }
 }

@@ -9,27 +9,18 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::Server;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 
 /// Row counts of every table plus the audit head: "the store is unchanged".
-fn snapshot(s: &Server) -> Vec<(String, i64)> {
-    let conn = Connection::open_with_flags(s.db(), OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut out: Vec<(String, i64)> = tables
-        .iter()
-        .map(|t| (t.clone(), conn.query_row(&format!("SELECT COUNT(*) FROM \"{t}\""), [], |r| r.get(0)).unwrap()))
-        .collect();
-    out.push((
-        "head".into(),
-        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_events", [], |r| r.get(0)).unwrap(),
-    ));
+fn snapshot(s: &Server) -> Vec<String> {
+    let tables = if s.pgdb.is_some() {
+        s.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+    } else {
+        s.sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    };
+    let mut out: Vec<String> =
+        tables.iter().map(|t| format!("{t}={}", s.sql(&format!("SELECT COUNT(*) FROM \"{t}\""))[0])).collect();
+    out.push(format!("head={}", s.sql("SELECT COALESCE(MAX(seq), 0) FROM audit_events")[0]));
     out
 }
 

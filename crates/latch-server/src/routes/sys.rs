@@ -17,17 +17,43 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub audit_head_seq: Option<i64>,
+    /// `sqlite` or `postgres`.
+    pub storage: String,
+    /// `ok`, or `unreachable`: privileged operations are refused until it returns.
+    pub database: String,
+    /// Whether this node runs the background work (always true on SQLite).
+    pub leader: bool,
 }
 
 #[utoipa::path(get, path = "/v1/sys/health", tag = "sys",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION").to_string();
+    let storage = st.store.backend_name().to_string();
+    let leader = st.store.is_leader();
     match st.store.audit_head().await {
-        Ok((seq, _)) => (StatusCode::OK, Json(Health { status: "ok".into(), version, audit_head_seq: Some(seq) })),
+        Ok((seq, _)) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+                version,
+                audit_head_seq: Some(seq),
+                storage,
+                database: "ok".into(),
+                leader,
+            }),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "health: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "degraded".into(), version, audit_head_seq: None }))
+            let health = Health {
+                status: "degraded".into(),
+                version,
+                audit_head_seq: None,
+                storage,
+                database: "unreachable".into(),
+                leader,
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(health))
         }
     }
 }

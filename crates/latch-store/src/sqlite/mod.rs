@@ -1,35 +1,23 @@
 //! The embedded SQLite backend.
 //!
 //! Concurrency model: one writer thread owns the only read-write connection
-//! and the in-memory head of the audit chain. Callers send it closures; it
-//! runs every closure that is waiting in one `BEGIN IMMEDIATE … COMMIT`, each
-//! inside a savepoint (a failing closure rolls back alone), and answers them
-//! all after the single fsync of the commit (group commit). Reads go to a
-//! small pool of `query_only` connections, which WAL lets run beside the writer.
+//! and the in-memory head of the audit chain (see [`crate::writer`]). Reads
+//! go to a small pool of `query_only` connections, which WAL lets run beside
+//! the writer.
 
-mod jit;
-mod queries;
 pub mod verify;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use latch_core::Clock;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 
 use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
+use crate::sql::{Db, Row, Value};
+use crate::writer::{Head, TxConn, load_head};
 use crate::{Result, StoreError};
-pub use writer::WriteCtx;
-use writer::{Head, Job, TypedJob};
-
-pub struct SqliteStore {
-    jobs: Mutex<Option<std::sync::mpsc::Sender<Box<dyn Job>>>>,
-    readers: Arc<ReaderPool>,
-    writer_thread: Mutex<Option<JoinHandle<()>>>,
-    path: PathBuf,
-}
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -43,6 +31,50 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
         return StoreError::Conflict("already exists".into());
     }
     backend(e)
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ToSqlOutput::Borrowed;
+        Ok(match self {
+            Value::Null => Borrowed(ValueRef::Null),
+            Value::Int(i) => Borrowed(ValueRef::Integer(*i)),
+            Value::Bool(b) => Borrowed(ValueRef::Integer(i64::from(*b))),
+            Value::Text(s) => Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn value_of(v: ValueRef<'_>) -> Result<Value> {
+    Ok(match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Real(_) | ValueRef::Blob(_) => return Err(StoreError::Backend("unexpected column type".into())),
+    })
+}
+
+impl Db for Connection {
+    fn exec(&self, sql: &str, args: &[Value]) -> Result<u64> {
+        let n =
+            self.prepare_cached(sql).and_then(|mut s| s.execute(rusqlite::params_from_iter(args))).map_err(sql_err)?;
+        Ok(n as u64)
+    }
+
+    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        let mut st = self.prepare_cached(sql).map_err(sql_err)?;
+        let width = st.column_count();
+        let mut rows = st.query(rusqlite::params_from_iter(args)).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let mut vals = Vec::with_capacity(width);
+            for i in 0..width {
+                vals.push(value_of(r.get_ref(i).map_err(backend)?)?);
+            }
+            out.push(Row(vals));
+        }
+        Ok(out)
+    }
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -82,61 +114,43 @@ fn migrate(conn: &mut Connection, clock: &dyn Clock) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn load_head(conn: &Connection) -> Result<Head> {
-    let row = conn
-        .query_row("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok(Head { seq: r.get(0)?, hash: r.get(1)? })
-        })
-        .optional()
-        .map_err(backend)?;
-    Ok(row.unwrap_or_else(Head::genesis))
+/// The writer's connection: the only writer, so its cached head is the truth.
+pub(crate) struct SqliteTx(Connection);
+
+impl TxConn for SqliteTx {
+    fn db(&self) -> &dyn Db {
+        &self.0
+    }
+    fn begin(&mut self, cached: &Head) -> Result<Head> {
+        self.0.exec("BEGIN IMMEDIATE", &[])?;
+        Ok(cached.clone())
+    }
+    fn commit(&mut self) -> Result<()> {
+        self.0.exec("COMMIT", &[]).map(|_| ())
+    }
+    fn rollback(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+/// SQLite's half of a [`crate::SqlStore`].
+pub(crate) struct SqliteEngine {
+    readers: Arc<ReaderPool>,
+    pub path: PathBuf,
+}
+
+impl SqliteEngine {
+    /// Opens (creating if needed) and migrates the database; returns the
+    /// engine and the writer's connection with the chain head.
+    pub fn open(path: &Path, clock: &dyn Clock) -> Result<(Self, SqliteTx, Head)> {
         let mut conn = open_conn(path)?;
-        migrate(&mut conn, clock.as_ref())?;
+        migrate(&mut conn, clock)?;
         let head = load_head(&conn)?;
-        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
-        let handle = std::thread::Builder::new()
-            .name("latch-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, clock, head))
-            .map_err(backend)?;
-        Ok(SqliteStore {
-            jobs: Mutex::new(Some(tx)),
+        let engine = SqliteEngine {
             readers: Arc::new(ReaderPool { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) }),
-            writer_thread: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Finishes queued writes and stops the writer thread.
-    pub fn close(&self) {
-        drop(lock(&self.jobs).take());
-        if let Some(h) = lock(&self.writer_thread).take() {
-            let _ = h.join();
-        }
-    }
-
-    /// Runs `f` in the writer's current transaction; resolves after commit.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job = Box::new(TypedJob::new(f, tx));
-        {
-            let guard = lock(&self.jobs);
-            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(job).map_err(|_| StoreError::Closed)?;
-        }
-        rx.await.map_err(|_| StoreError::Closed)?
+        };
+        Ok((engine, SqliteTx(conn), head))
     }
 
     /// Runs `f` on a pooled read connection, inline on the calling task.
@@ -145,11 +159,7 @@ impl SqliteStore {
     /// never wait for the writer), which is less than the cost of handing
     /// them to the blocking pool and back: measured, the hand-off made the
     /// request path context-switch-bound.
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
+    pub fn read<T>(&self, f: impl FnOnce(&dyn Db) -> Result<T>) -> Result<T> {
         let conn = self.readers.take()?;
         let out = f(&conn);
         self.readers.give(conn);
@@ -161,7 +171,7 @@ impl SqliteStore {
     pub async fn scan<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
     {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
@@ -172,12 +182,6 @@ impl SqliteStore {
         })
         .await
         .map_err(backend)?
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 

@@ -8,8 +8,9 @@ use latch_crypto::VerifyingKey;
 use rusqlite::{Connection, OpenFlags};
 
 use super::backend;
-use super::queries::{audit_from_row, checkpoint_from_row};
 use crate::StoreError;
+use crate::ops::identity::{audit_from_row, checkpoint_from_row};
+use crate::sql::{Row, map_rows};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileVerifyError {
@@ -23,14 +24,14 @@ pub enum FileVerifyError {
 pub fn verify_file(path: &Path, key: VerifyingKey) -> Result<VerifyReport, FileVerifyError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| StoreError::Backend(format!("cannot open database {}: {e}", path.display())))?;
-    let checkpoints = {
-        let mut st = conn
-            .prepare("SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq")
-            .map_err(backend)?;
-        let rows = st.query_map([], checkpoint_from_row).map_err(backend)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
-    };
+    let checkpoints = map_rows(
+        &conn,
+        "SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        &[],
+        checkpoint_from_row,
+    )?;
     let mut verifier = ChainVerifier::new(key, checkpoints)?;
+    // Streamed rather than collected: a million events stay out of memory.
     let mut st = conn
         .prepare(
             "SELECT seq, time, actor, action, target, outcome, request_id, source, details, hash
@@ -40,7 +41,9 @@ pub fn verify_file(path: &Path, key: VerifyingKey) -> Result<VerifyReport, FileV
     let mut rows = st.query([]).map_err(backend)?;
     while let Some(row) = rows.next().map_err(backend)? {
         let seq: i64 = row.get(0).map_err(backend)?;
-        let ev = audit_from_row(row).map_err(|_| VerifyError::Undecodable { seq })?;
+        let vals =
+            (0..10).map(|i| row.get_ref(i).map_err(backend).and_then(super::value_of)).collect::<Result<Vec<_>, _>>();
+        let ev = vals.and_then(|v| audit_from_row(&Row(v))).map_err(|_| VerifyError::Undecodable { seq })?;
         verifier.push(&ev)?;
     }
     Ok(verifier.finish()?)

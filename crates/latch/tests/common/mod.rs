@@ -2,7 +2,14 @@
 //! free loopback port in a throwaway data directory, drives it through the CLI
 //! and HTTP, and stops it. Time moves through the server's test clock, never
 //! by sleeping.
+//!
+//! The same tests run against both storage backends: with
+//! `LATCH_TEST_BACKEND=postgres` every server keeps its state in its own
+//! database of a real PostgreSQL cluster started for the test process
+//! (`pg.rs`); otherwise in SQLite in its data directory.
 #![allow(dead_code)]
+
+pub mod pg;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +20,11 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
 
+/// Whether this run tests the PostgreSQL backend.
+pub fn on_postgres() -> bool {
+    std::env::var("LATCH_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
 pub struct Server {
     child: Option<Child>,
     pub addr: String,
@@ -20,6 +32,8 @@ pub struct Server {
     pub data: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub log: PathBuf,
+    /// The PostgreSQL database of this server, on the PostgreSQL backend.
+    pub pgdb: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,14 +69,19 @@ impl Server {
         let log = data.with_extension(format!("log.{}", std::process::id()));
         let log = unique(&log);
         let logf = std::fs::File::create(&log).unwrap();
+        let pgdb = on_postgres().then(|| {
+            std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+            pg::cluster().db_for(data)
+        });
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--dev", "--test-clock", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
-            .env("LATCH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(logf);
+            .env_remove("LATCH_STORAGE");
+        if let Some(db) = &pgdb {
+            cmd.args(["--storage", &pg::cluster().dsn(db)]);
+        }
+        cmd.env("LATCH_LOG", "info").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(logf);
         let mut child = cmd.spawn().expect("spawn latch server");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -89,7 +108,40 @@ impl Server {
                 }
             }
         }
-        Server { child: Some(child), addr, token, data: data.to_path_buf(), _tmp: None, log }
+        Server { child: Some(child), addr, token, data: data.to_path_buf(), _tmp: None, log, pgdb }
+    }
+
+    /// Runs SQL on this server's database behind its back, as an attacker
+    /// with database access (or a test) would; returns the rows, fields
+    /// joined by `|`.
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        match &self.pgdb {
+            Some(db) => pg::cluster().psql(db, sql),
+            None => {
+                let conn = rusqlite::Connection::open(self.db()).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                if !sql.trim_start().to_ascii_uppercase().starts_with("SELECT") {
+                    conn.execute_batch(sql).unwrap();
+                    return Vec::new();
+                }
+                let mut st = conn.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+        }
     }
 
     pub fn db(&self) -> PathBuf {

@@ -2,21 +2,23 @@
 
 use std::sync::Arc;
 
+use crate::args;
+use crate::sql::{Db, Row, map_opt, map_rows};
 use async_trait::async_trait;
 use latch_audit::{AuditDraft, AuditEvent, Checkpoint, Outcome};
 use latch_core::{Principal, PrincipalKind, Timestamp};
 use latch_crypto::SigningKey;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{SqliteStore, WriteCtx, backend, sql_err};
 use crate::model::*;
+use crate::store::Engine;
 use crate::{AuditQuery, Result, Store, StoreError};
+use crate::{SqlStore, WriteCtx};
 
 const USER_COLS: &str = "id, name, password_hash, disabled, totp_secret, totp_confirmed, totp_last_step, created_at";
 const SP_COLS: &str = "id, name, description, secret_hash, secret_rotated_at, disabled, created_at";
 const AUDIT_COLS: &str = "seq, time, actor, action, target, outcome, request_id, source, details, hash";
 
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn user_from_row(r: &Row) -> Result<User> {
     Ok(User {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -30,7 +32,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-fn sp_from_row(r: &Row<'_>) -> rusqlite::Result<ServicePrincipal> {
+fn sp_from_row(r: &Row) -> Result<ServicePrincipal> {
     Ok(ServicePrincipal {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -43,7 +45,7 @@ fn sp_from_row(r: &Row<'_>) -> rusqlite::Result<ServicePrincipal> {
     })
 }
 
-pub(crate) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
+pub(crate) fn audit_from_row(r: &Row) -> Result<AuditEvent> {
     let outcome: String = r.get(5)?;
     let details: String = r.get(8)?;
     Ok(AuditEvent {
@@ -55,9 +57,8 @@ pub(crate) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
         // An unknown outcome can only come from tampering: refuse to decode
         // (the verifier reports the row's seq). Undecodable details are kept as
         // raw text, which changes their canonical bytes and breaks the chain.
-        outcome: Outcome::parse(&outcome).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, "unknown audit outcome".into())
-        })?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Backend(format!("unknown audit outcome {outcome:?}")))?,
         request_id: r.get(6)?,
         source: r.get(7)?,
         details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
@@ -65,7 +66,17 @@ pub(crate) fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEvent> {
     })
 }
 
-pub(crate) fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+fn group_from_row(r: &Row) -> Result<Group> {
+    Ok(Group {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        created_at: Timestamp(r.get(3)?),
+        members: Vec::new(),
+    })
+}
+
+pub(crate) fn checkpoint_from_row(r: &Row) -> Result<Checkpoint> {
     Ok(Checkpoint {
         seq: r.get(0)?,
         hash: r.get(1)?,
@@ -75,77 +86,70 @@ pub(crate) fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
     })
 }
 
-fn groups_of(conn: &Connection, principal_id: &str) -> Result<Vec<String>> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
-             WHERE m.principal_id = ?1 ORDER BY g.name",
-        )
-        .map_err(backend)?;
-    let rows = st.query_map([principal_id], |r| r.get(0)).map_err(backend)?;
-    rows.collect::<rusqlite::Result<Vec<String>>>().map_err(backend)
+fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
+    map_rows(
+        db,
+        "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
+         WHERE m.principal_id = ?1 ORDER BY g.name",
+        args![principal_id],
+        |r| r.get(0),
+    )
 }
 
-fn find_user(conn: &Connection, name: &str) -> Result<Option<User>> {
+fn find_user(db: &dyn Db, name: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?1");
-    let user =
-        conn.prepare_cached(&sql).map_err(backend)?.query_row([name], user_from_row).optional().map_err(backend)?;
+    let user = map_opt(db, &sql, args![name], user_from_row)?;
     match user {
         Some(mut u) => {
-            u.groups = groups_of(conn, &u.id)?;
+            u.groups = groups_of(db, &u.id)?;
             Ok(Some(u))
         }
         None => Ok(None),
     }
 }
 
-fn require_user(conn: &Connection, name: &str) -> Result<User> {
-    find_user(conn, name)?.ok_or_else(|| StoreError::not_found("user", name))
+fn require_user(db: &dyn Db, name: &str) -> Result<User> {
+    find_user(db, name)?.ok_or_else(|| StoreError::not_found("user", name))
 }
 
-fn find_sp(conn: &Connection, name_or_id: &str) -> Result<Option<ServicePrincipal>> {
+fn find_sp(db: &dyn Db, name_or_id: &str) -> Result<Option<ServicePrincipal>> {
     let sql = format!("SELECT {SP_COLS} FROM service_principals WHERE name = ?1 OR id = ?1");
-    let sp =
-        conn.prepare_cached(&sql).map_err(backend)?.query_row([name_or_id], sp_from_row).optional().map_err(backend)?;
+    let sp = map_opt(db, &sql, args![name_or_id], sp_from_row)?;
     match sp {
         Some(mut s) => {
-            s.groups = groups_of(conn, &s.id)?;
+            s.groups = groups_of(db, &s.id)?;
             Ok(Some(s))
         }
         None => Ok(None),
     }
 }
 
-fn require_sp(conn: &Connection, name: &str) -> Result<ServicePrincipal> {
-    find_sp(conn, name)?.ok_or_else(|| StoreError::not_found("service principal", name))
+fn require_sp(db: &dyn Db, name: &str) -> Result<ServicePrincipal> {
+    find_sp(db, name)?.ok_or_else(|| StoreError::not_found("service principal", name))
 }
 
-fn group_id(conn: &Connection, name: &str) -> Result<String> {
-    conn.query_row("SELECT id FROM groups WHERE name = ?1", [name], |r| r.get(0))
-        .optional()
-        .map_err(backend)?
+fn group_id(db: &dyn Db, name: &str) -> Result<String> {
+    map_opt(db, "SELECT id FROM groups WHERE name = ?1", args![name], |r| r.get(0))?
         .ok_or_else(|| StoreError::not_found("group", name))
 }
 
 fn add_memberships(ctx: &WriteCtx<'_>, principal_id: &str, kind: PrincipalKind, groups: &[String]) -> Result<()> {
     for g in groups {
-        let gid = group_id(ctx.conn(), g)?;
+        let gid = group_id(ctx.db(), g)?;
         ctx.exec(
             "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (group_id, principal_id) DO NOTHING",
-            params![gid, principal_id, kind.as_str(), ctx.now().millis()],
-        )
-        .map_err(backend)?;
+            args![gid, principal_id, kind.as_str(), ctx.now()],
+        )?;
     }
     Ok(())
 }
 
-fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<usize> {
+fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<u64> {
     ctx.exec(
         "UPDATE sessions SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
-        params![principal_id, ctx.now().millis()],
+        args![principal_id, ctx.now()],
     )
-    .map_err(backend)
 }
 
 /// Ends everything a principal holds: sessions, active grants (and their
@@ -153,30 +157,23 @@ fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<usize> {
 fn revoke_everything_of(ctx: &WriteCtx<'_>, principal_id: &str, by: &str, reason: &str) -> Result<Vec<String>> {
     revoke_sessions_of(ctx, principal_id)?;
     let now = ctx.now().millis();
-    let grants: Vec<(String, String)> = {
-        let mut st = ctx
-            .conn()
-            .prepare_cached(
-                "SELECT id, request_id FROM grants WHERE principal_id = ?1 AND state = 'active' ORDER BY id",
-            )
-            .map_err(backend)?;
-        let rows = st.query_map([principal_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(backend)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
-    };
+    let grants: Vec<(String, String)> = map_rows(
+        ctx.db(),
+        "SELECT id, request_id FROM grants WHERE principal_id = ?1 AND state = 'active' ORDER BY id",
+        args![principal_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     for (grant, request) in &grants {
         ctx.exec(
                 "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND state = 'active'",
-                params![grant, now, by, reason],
-            )
-            .map_err(backend)?;
+                args![grant, now, by, reason],
+            )?;
         ctx.exec(
             "UPDATE access_requests SET state = 'revoked', decided_at = ?2, decided_by = ?3, decision_note = ?4
                  WHERE id = ?1 AND state = 'active'",
-            params![request, now, by, reason],
-        )
-        .map_err(backend)?;
-        ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", params![grant, now])
-            .map_err(backend)?;
+            args![request, now, by, reason],
+        )?;
+        ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", args![grant, now])?;
     }
     Ok(grants.into_iter().map(|(g, _)| g).collect())
 }
@@ -197,49 +194,45 @@ fn conflict(e: StoreError, what: String) -> StoreError {
     }
 }
 
-fn group_members(conn: &Connection, gid: &str) -> Result<Vec<Member>> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT m.principal_kind, COALESCE(u.name, sp.name, m.principal_id) AS n FROM group_members m
-             LEFT JOIN users u ON m.principal_kind = 'user' AND u.id = m.principal_id
-             LEFT JOIN service_principals sp ON m.principal_kind = 'service_principal' AND sp.id = m.principal_id
-             WHERE m.group_id = ?1 ORDER BY n",
-        )
-        .map_err(backend)?;
-    let rows = st.query_map([gid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(backend)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (kind, name) = row.map_err(backend)?;
-        let kind = PrincipalKind::parse(&kind).unwrap_or(PrincipalKind::User);
-        out.push(Member { kind, name });
-    }
-    Ok(out)
+fn group_members(db: &dyn Db, gid: &str) -> Result<Vec<Member>> {
+    map_rows(
+        db,
+        "SELECT m.principal_kind, COALESCE(u.name, sp.name, m.principal_id) AS n FROM group_members m
+         LEFT JOIN users u ON m.principal_kind = 'user' AND u.id = m.principal_id
+         LEFT JOIN service_principals sp ON m.principal_kind = 'service_principal' AND sp.id = m.principal_id
+         WHERE m.group_id = ?1 ORDER BY n",
+        args![gid],
+        |r| {
+            let kind = PrincipalKind::parse(&r.get::<String>(0)?).unwrap_or(PrincipalKind::User);
+            Ok(Member { kind, name: r.get(1)? })
+        },
+    )
 }
 
-fn member_id(conn: &Connection, kind: PrincipalKind, name: &str) -> Result<String> {
+fn member_id(db: &dyn Db, kind: PrincipalKind, name: &str) -> Result<String> {
     match kind {
-        PrincipalKind::User => Ok(require_user(conn, name)?.id),
-        PrincipalKind::ServicePrincipal => Ok(require_sp(conn, name)?.id),
+        PrincipalKind::User => Ok(require_user(db, name)?.id),
+        PrincipalKind::ServicePrincipal => Ok(require_sp(db, name)?.id),
     }
 }
 
-fn affected_or_missing(n: usize, kind: &'static str, name: &str) -> Result<()> {
+fn affected_or_missing(n: u64, kind: &'static str, name: &str) -> Result<()> {
     if n == 0 { Err(StoreError::not_found(kind, name)) } else { Ok(()) }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User> {
         self.write(move |ctx| {
             let now = ctx.now().millis();
             ctx.exec(
                 "INSERT INTO users (id, name, password_hash, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![user.id, user.name, user.password_hash, now],
+                args![user.id, user.name, user.password_hash, now],
             )
-            .map_err(|e| conflict(sql_err(e), format!("user {:?} already exists", user.name)))?;
+            .map_err(|e| conflict(e, format!("user {:?} already exists", user.name)))?;
             add_memberships(ctx, &user.id, PrincipalKind::User, &groups)?;
             ctx.audit(audit)?;
-            require_user(ctx.conn(), &user.name)
+            require_user(ctx.db(), &user.name)
         })
         .await
     }
@@ -252,13 +245,7 @@ impl Store for SqliteStore {
     async fn list_users(&self) -> Result<Vec<User>> {
         self.scan(|c| {
             let sql = format!("SELECT {USER_COLS} FROM users ORDER BY name");
-            let mut st = c.prepare(&sql).map_err(backend)?;
-            let users = st
-                .query_map([], user_from_row)
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            users
+            map_rows(c, &sql, args![], user_from_row)?
                 .into_iter()
                 .map(|mut u| {
                     u.groups = groups_of(c, &u.id)?;
@@ -272,16 +259,15 @@ impl Store for SqliteStore {
     async fn set_user_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<User> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let user = require_user(ctx.conn(), &name)?;
+            let user = require_user(ctx.db(), &name)?;
             ctx.exec(
                 "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-                params![user.id, disabled, ctx.now().millis()],
-            )
-            .map_err(backend)?;
+                args![user.id, disabled, ctx.now()],
+            )?;
             let ended =
                 if disabled { revoke_everything_of(ctx, &user.id, &audit.actor, "user disabled")? } else { Vec::new() };
             ctx.audit(with_ended(audit, ended))?;
-            require_user(ctx.conn(), &name)
+            require_user(ctx.db(), &name)
         })
         .await
     }
@@ -289,10 +275,10 @@ impl Store for SqliteStore {
     async fn delete_user(&self, name: &str, audit: AuditDraft) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let user = require_user(ctx.conn(), &name)?;
+            let user = require_user(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
-            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", [&user.id]).map_err(backend)?;
-            ctx.exec("DELETE FROM users WHERE id = ?1", [&user.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![user.id])?;
+            ctx.exec("DELETE FROM users WHERE id = ?1", args![user.id])?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -302,12 +288,10 @@ impl Store for SqliteStore {
     async fn set_password(&self, name: &str, password_hash: String, audit: AuditDraft) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let n = ctx
-                .exec(
-                    "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE name = ?1",
-                    params![name, password_hash, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+            let n = ctx.exec(
+                "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE name = ?1",
+                args![name, password_hash, ctx.now()],
+            )?;
             affected_or_missing(n, "user", &name)?;
             ctx.audit(audit)?;
             Ok(())
@@ -318,13 +302,11 @@ impl Store for SqliteStore {
     async fn set_totp_pending(&self, user_id: &str, secret: String, audit: AuditDraft) -> Result<()> {
         let user_id = user_id.to_string();
         self.write(move |ctx| {
-            let n = ctx
-                .exec(
-                    "UPDATE users SET totp_secret = ?2, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?3
+            let n = ctx.exec(
+                "UPDATE users SET totp_secret = ?2, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?3
                      WHERE id = ?1",
-                    params![user_id, secret, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+                args![user_id, secret, ctx.now()],
+            )?;
             affected_or_missing(n, "user", &user_id)?;
             ctx.audit(audit)?;
             Ok(())
@@ -335,13 +317,11 @@ impl Store for SqliteStore {
     async fn confirm_totp(&self, user_id: &str, step: i64, audit: AuditDraft) -> Result<()> {
         let user_id = user_id.to_string();
         self.write(move |ctx| {
-            let n = ctx
-                .exec(
-                    "UPDATE users SET totp_confirmed = TRUE, totp_last_step = ?2, updated_at = ?3
+            let n = ctx.exec(
+                "UPDATE users SET totp_confirmed = TRUE, totp_last_step = ?2, updated_at = ?3
                      WHERE id = ?1 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < ?2)",
-                    params![user_id, step, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+                args![user_id, step, ctx.now()],
+            )?;
             if n == 0 {
                 return Err(StoreError::Precondition("this TOTP code was already used".into()));
             }
@@ -355,11 +335,10 @@ impl Store for SqliteStore {
         let name = name.to_string();
         self.write(move |ctx| {
             let n = ctx.exec(
-                    "UPDATE users SET totp_secret = NULL, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?2
+                "UPDATE users SET totp_secret = NULL, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = ?2
                      WHERE name = ?1",
-                    params![name, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+                args![name, ctx.now()],
+            )?;
             affected_or_missing(n, "user", &name)?;
             ctx.audit(audit)?;
             Ok(())
@@ -369,14 +348,14 @@ impl Store for SqliteStore {
 
     async fn create_group(&self, name: &str, description: &str, audit: AuditDraft) -> Result<Group> {
         let (name, description) = (name.to_string(), description.to_string());
-        let id = latch_crypto::new_id("grp").map_err(backend)?;
+        let id = latch_crypto::new_id("grp").map_err(|e| StoreError::Backend(e.to_string()))?;
         self.write(move |ctx| {
             let now = ctx.now();
             ctx.exec(
                 "INSERT INTO groups (id, name, description, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![id, name, description, now.millis()],
+                args![id, name, description, now],
             )
-            .map_err(|e| conflict(sql_err(e), format!("group {name:?} already exists")))?;
+            .map_err(|e| conflict(e, format!("group {name:?} already exists")))?;
             ctx.audit(audit)?;
             Ok(Group { id, name, description, created_at: now, members: Vec::new() })
         })
@@ -386,18 +365,12 @@ impl Store for SqliteStore {
     async fn get_group(&self, name: &str) -> Result<Option<Group>> {
         let name = name.to_string();
         self.read(move |c| {
-            let g = c
-                .query_row("SELECT id, name, description, created_at FROM groups WHERE name = ?1", [&name], |r| {
-                    Ok(Group {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        description: r.get(2)?,
-                        created_at: Timestamp(r.get(3)?),
-                        members: Vec::new(),
-                    })
-                })
-                .optional()
-                .map_err(backend)?;
+            let g = map_opt(
+                c,
+                "SELECT id, name, description, created_at FROM groups WHERE name = ?1",
+                args![&name],
+                group_from_row,
+            )?;
             match g {
                 Some(mut g) => {
                     g.members = group_members(c, &g.id)?;
@@ -411,22 +384,7 @@ impl Store for SqliteStore {
 
     async fn list_groups(&self) -> Result<Vec<Group>> {
         self.scan(|c| {
-            let mut st =
-                c.prepare("SELECT id, name, description, created_at FROM groups ORDER BY name").map_err(backend)?;
-            let groups = st
-                .query_map([], |r| {
-                    Ok(Group {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        description: r.get(2)?,
-                        created_at: Timestamp(r.get(3)?),
-                        members: Vec::new(),
-                    })
-                })
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            groups
+            map_rows(c, "SELECT id, name, description, created_at FROM groups ORDER BY name", args![], group_from_row)?
                 .into_iter()
                 .map(|mut g| {
                     g.members = group_members(c, &g.id)?;
@@ -440,9 +398,9 @@ impl Store for SqliteStore {
     async fn delete_group(&self, name: &str, audit: AuditDraft) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let gid = group_id(ctx.conn(), &name)?;
-            ctx.exec("DELETE FROM group_members WHERE group_id = ?1", [&gid]).map_err(backend)?;
-            ctx.exec("DELETE FROM groups WHERE id = ?1", [&gid]).map_err(backend)?;
+            let gid = group_id(ctx.db(), &name)?;
+            ctx.exec("DELETE FROM group_members WHERE group_id = ?1", args![gid])?;
+            ctx.exec("DELETE FROM groups WHERE id = ?1", args![gid])?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -452,14 +410,13 @@ impl Store for SqliteStore {
     async fn add_member(&self, group: &str, kind: PrincipalKind, member: &str, audit: AuditDraft) -> Result<()> {
         let (group, member) = (group.to_string(), member.to_string());
         self.write(move |ctx| {
-            let gid = group_id(ctx.conn(), &group)?;
-            let pid = member_id(ctx.conn(), kind, &member)?;
+            let gid = group_id(ctx.db(), &group)?;
+            let pid = member_id(ctx.db(), kind, &member)?;
             let n = ctx.exec(
-                    "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO group_members (group_id, principal_id, principal_kind, added_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (group_id, principal_id) DO NOTHING",
-                    params![gid, pid, kind.as_str(), ctx.now().millis()],
-                )
-                .map_err(backend)?;
+                args![gid, pid, kind.as_str(), ctx.now()],
+            )?;
             if n == 0 {
                 return Err(StoreError::Conflict(format!("{member:?} is already a member of group {group:?}")));
             }
@@ -472,11 +429,9 @@ impl Store for SqliteStore {
     async fn remove_member(&self, group: &str, kind: PrincipalKind, member: &str, audit: AuditDraft) -> Result<()> {
         let (group, member) = (group.to_string(), member.to_string());
         self.write(move |ctx| {
-            let gid = group_id(ctx.conn(), &group)?;
-            let pid = member_id(ctx.conn(), kind, &member)?;
-            let n = ctx
-                .exec("DELETE FROM group_members WHERE group_id = ?1 AND principal_id = ?2", params![gid, pid])
-                .map_err(backend)?;
+            let gid = group_id(ctx.db(), &group)?;
+            let pid = member_id(ctx.db(), kind, &member)?;
+            let n = ctx.exec("DELETE FROM group_members WHERE group_id = ?1 AND principal_id = ?2", args![gid, pid])?;
             if n == 0 {
                 return Err(StoreError::not_found("membership", format!("{member} in {group}")));
             }
@@ -497,12 +452,12 @@ impl Store for SqliteStore {
             ctx.exec(
                 "INSERT INTO service_principals (id, name, description, secret_hash, secret_rotated_at, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![sp.id, sp.name, sp.description, sp.secret_hash, now],
+                args![sp.id, sp.name, sp.description, sp.secret_hash, now],
             )
-            .map_err(|e| conflict(sql_err(e), format!("service principal {:?} already exists", sp.name)))?;
+            .map_err(|e| conflict(e, format!("service principal {:?} already exists", sp.name)))?;
             add_memberships(ctx, &sp.id, PrincipalKind::ServicePrincipal, &groups)?;
             ctx.audit(audit)?;
-            require_sp(ctx.conn(), &sp.id)
+            require_sp(ctx.db(), &sp.id)
         })
         .await
     }
@@ -515,13 +470,8 @@ impl Store for SqliteStore {
     async fn list_sps(&self) -> Result<Vec<ServicePrincipal>> {
         self.scan(|c| {
             let sql = format!("SELECT {SP_COLS} FROM service_principals ORDER BY name");
-            let mut st = c.prepare(&sql).map_err(backend)?;
-            let sps = st
-                .query_map([], sp_from_row)
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            sps.into_iter()
+            map_rows(c, &sql, args![], sp_from_row)?
+                .into_iter()
                 .map(|mut s| {
                     s.groups = groups_of(c, &s.id)?;
                     Ok(s)
@@ -534,15 +484,14 @@ impl Store for SqliteStore {
     async fn rotate_sp_secret(&self, name: &str, secret_hash: String, audit: AuditDraft) -> Result<ServicePrincipal> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let sp = require_sp(ctx.conn(), &name)?;
+            let sp = require_sp(ctx.db(), &name)?;
             ctx.exec(
                 "UPDATE service_principals SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
-                params![sp.id, secret_hash, ctx.now().millis()],
-            )
-            .map_err(backend)?;
+                args![sp.id, secret_hash, ctx.now()],
+            )?;
             revoke_sessions_of(ctx, &sp.id)?;
             ctx.audit(audit)?;
-            require_sp(ctx.conn(), &sp.id)
+            require_sp(ctx.db(), &sp.id)
         })
         .await
     }
@@ -550,16 +499,15 @@ impl Store for SqliteStore {
     async fn set_sp_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<ServicePrincipal> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let sp = require_sp(ctx.conn(), &name)?;
-            ctx.exec("UPDATE service_principals SET disabled = ?2 WHERE id = ?1", params![sp.id, disabled])
-                .map_err(backend)?;
+            let sp = require_sp(ctx.db(), &name)?;
+            ctx.exec("UPDATE service_principals SET disabled = ?2 WHERE id = ?1", args![sp.id, disabled])?;
             let ended = if disabled {
                 revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal disabled")?
             } else {
                 Vec::new()
             };
             ctx.audit(with_ended(audit, ended))?;
-            require_sp(ctx.conn(), &sp.id)
+            require_sp(ctx.db(), &sp.id)
         })
         .await
     }
@@ -567,10 +515,10 @@ impl Store for SqliteStore {
     async fn delete_sp(&self, name: &str, audit: AuditDraft) -> Result<()> {
         let name = name.to_string();
         self.write(move |ctx| {
-            let sp = require_sp(ctx.conn(), &name)?;
+            let sp = require_sp(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
-            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", [&sp.id]).map_err(backend)?;
-            ctx.exec("DELETE FROM service_principals WHERE id = ?1", [&sp.id]).map_err(backend)?;
+            ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![sp.id])?;
+            ctx.exec("DELETE FROM service_principals WHERE id = ?1", args![sp.id])?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -584,9 +532,8 @@ impl Store for SqliteStore {
                 let n = ctx.exec(
                         "UPDATE users SET totp_last_step = ?2
                          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
-                        params![s.principal_id, step],
-                    )
-                    .map_err(backend)?;
+                        args![s.principal_id, step],
+                    )?;
                 if n == 0 {
                     return Err(StoreError::Precondition("this TOTP code was already used".into()));
                 }
@@ -595,18 +542,18 @@ impl Store for SqliteStore {
             ctx.exec(
                     "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
+                    args![
                         s.id,
                         s.token_hash,
                         s.principal_id,
                         s.principal_kind.as_str(),
                         s.mfa,
                         s.source,
-                        now.millis(),
+                        now,
                         s.expires_at.millis()
                     ],
                 )
-                .map_err(sql_err)?;
+                ?;
             ctx.audit(audit)?;
             Ok(Session {
                 id: s.id,
@@ -623,37 +570,31 @@ impl Store for SqliteStore {
     async fn authenticate(&self, token_hash: &str, now: Timestamp) -> Result<Option<Principal>> {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
-            let row = c
-                .prepare_cached(
-                    "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
-                            COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled),
-                            (SELECT GROUP_CONCAT(g.name, char(31)) FROM group_members m JOIN groups g ON g.id = m.group_id
-                             WHERE m.principal_id = s.principal_id)
-                     FROM sessions s
-                     LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
-                     LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
-                     WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
-                )
-                .map_err(backend)?
-                .query_row(params![token_hash, now.millis()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, bool>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<bool>>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                })
-                .optional()
-                .map_err(backend)?;
-            let Some((session_id, id, kind, mfa, Some(name), Some(false), groups)) = row else {
+            // One row per group membership (or one row with a NULL group).
+            let rows = c.query(
+                "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
+                        COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled), g.name
+                 FROM sessions s
+                 LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
+                 LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
+                 LEFT JOIN group_members m ON m.principal_id = s.principal_id
+                 LEFT JOIN groups g ON g.id = m.group_id
+                 WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
+                args![token_hash, now],
+            )?;
+            let Some(r) = rows.first() else { return Ok(None) };
+            let (Some(name), Some(false)) = (r.get::<Option<String>>(4)?, r.get::<Option<bool>>(5)?) else {
                 return Ok(None);
             };
-            let Some(kind) = PrincipalKind::parse(&kind) else { return Ok(None) };
-            let mut groups: Vec<String> =
-                groups.map(|g| g.split('\u{1f}').map(str::to_string).collect()).unwrap_or_default();
+            let Some(kind) = PrincipalKind::parse(&r.get::<String>(2)?) else { return Ok(None) };
+            let (session_id, id, mfa) = (r.get(0)?, r.get(1)?, r.get(3)?);
+            let mut groups = rows
+                .iter()
+                .map(|r| r.get::<Option<String>>(6))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
             groups.sort();
             Ok(Some(Principal { id, name, kind, groups, mfa, session_id }))
         })
@@ -663,12 +604,10 @@ impl Store for SqliteStore {
     async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()> {
         let session_id = session_id.to_string();
         self.write(move |ctx| {
-            let n = ctx
-                .exec(
-                    "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![session_id, ctx.now().millis()],
-                )
-                .map_err(backend)?;
+            let n = ctx.exec(
+                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                args![session_id, ctx.now()],
+            )?;
             affected_or_missing(n, "session", &session_id)?;
             ctx.audit(audit)?;
             Ok(())
@@ -688,24 +627,23 @@ impl Store for SqliteStore {
                  ORDER BY seq LIMIT ?4"
             );
             let limit = i64::try_from(q.limit.clamp(1, 10_000)).unwrap_or(10_000);
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map(params![q.since, q.actor, q.action, limit], audit_from_row).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            map_rows(c, &sql, args![q.since, q.actor, q.action, limit], audit_from_row)
         })
         .await
     }
 
     async fn audit_head(&self) -> Result<(i64, String)> {
-        self.read(|c| super::load_head(c).map(|h| (h.seq, h.hash))).await
+        self.read(|c| crate::writer::load_head(c).map(|h| (h.seq, h.hash))).await
     }
 
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>> {
         self.scan(|c| {
-            let mut st = c
-                .prepare("SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq")
-                .map_err(backend)?;
-            let rows = st.query_map([], checkpoint_from_row).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            map_rows(
+                c,
+                "SELECT seq, hash, time, key_id, signature FROM audit_checkpoints ORDER BY seq",
+                args![],
+                checkpoint_from_row,
+            )
         })
         .await
     }
@@ -716,30 +654,38 @@ impl Store for SqliteStore {
             if seq == 0 {
                 return Ok(None);
             }
-            let exists: Option<i64> = ctx
-                .conn()
-                .query_row("SELECT seq FROM audit_checkpoints WHERE seq = ?1", [seq], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            if exists.is_some() {
+            if ctx.db().query_opt("SELECT seq FROM audit_checkpoints WHERE seq = ?1", args![seq])?.is_some() {
                 return Ok(None);
             }
             let cp = Checkpoint::sign(&key, seq, hash, ctx.now());
             ctx.exec(
                 "INSERT INTO audit_checkpoints (seq, hash, time, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![cp.seq, cp.hash, cp.time.millis(), cp.key_id, cp.signature],
-            )
-            .map_err(backend)?;
+                args![cp.seq, &cp.hash, cp.time, &cp.key_id, &cp.signature],
+            )?;
             Ok(Some(cp))
         })
         .await
     }
 
+    fn backend_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        match &self.engine {
+            Engine::Sqlite(_) => true,
+            Engine::Postgres(e) => e.is_leader(),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query("SELECT 1", args![]).map(|_| ())).await
+    }
+
     async fn is_empty(&self) -> Result<bool> {
-        self.read(|c| {
-            let n: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(backend)?;
-            Ok(n == 0)
-        })
-        .await
+        self.read(|c| Ok(c.query_opt("SELECT 1 FROM users LIMIT 1", args![])?.is_none())).await
     }
 }

@@ -4,15 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use crate::args;
+use crate::sql::{Db, Row, map_opt, map_rows};
 use async_trait::async_trait;
 use latch_audit::AuditDraft;
 use latch_core::{PrincipalKind, RequestState, Timestamp};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
-use super::{SqliteStore, WriteCtx, backend, sql_err};
 use crate::model::*;
 use crate::{JitStore, Result, StoreError, SweepAudit};
+use crate::{SqlStore, WriteCtx};
 
 const REQ_COLS: &str = "id, requester_id, requester_kind, requester_name, role, reason, ticket, duration_ms, state, \
      breakglass, approvals_required, policy_hash, context, decision, created_at, pending_until, decided_at, decided_by, \
@@ -31,24 +32,24 @@ static TOKEN_WITH_GRANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(
     )
 });
 
-fn conv(i: usize, what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, format!("bad {what}").into())
+fn conv(i: usize, what: &str) -> StoreError {
+    StoreError::Backend(format!("column {i}: bad {what}"))
 }
 
-fn kind(r: &Row<'_>, i: usize) -> rusqlite::Result<PrincipalKind> {
-    PrincipalKind::parse(&r.get::<_, String>(i)?).ok_or_else(|| conv(i, "principal kind"))
+fn kind(r: &Row, i: usize) -> Result<PrincipalKind> {
+    PrincipalKind::parse(&r.get::<String>(i)?).ok_or_else(|| conv(i, "principal kind"))
 }
 
-fn ts(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
-    Ok(r.get::<_, Option<i64>>(i)?.map(Timestamp))
+fn ts(r: &Row, i: usize) -> Result<Option<Timestamp>> {
+    Ok(r.get::<Option<i64>>(i)?.map(Timestamp))
 }
 
-fn json_col(r: &Row<'_>, i: usize) -> rusqlite::Result<serde_json::Value> {
+fn json_col(r: &Row, i: usize) -> Result<serde_json::Value> {
     let s: String = r.get(i)?;
     serde_json::from_str(&s).map_err(|_| conv(i, "json"))
 }
 
-fn request_from_row(r: &Row<'_>) -> rusqlite::Result<AccessRequest> {
+fn request_from_row(r: &Row) -> Result<AccessRequest> {
     Ok(AccessRequest {
         id: r.get(0)?,
         requester_id: r.get(1)?,
@@ -58,7 +59,7 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<AccessRequest> {
         reason: r.get(5)?,
         ticket: r.get(6)?,
         duration_ms: r.get(7)?,
-        state: RequestState::parse(&r.get::<_, String>(8)?).ok_or_else(|| conv(8, "state"))?,
+        state: RequestState::parse(&r.get::<String>(8)?).ok_or_else(|| conv(8, "state"))?,
         breakglass: r.get(9)?,
         approvals_required: r.get(10)?,
         policy_hash: r.get(11)?,
@@ -77,12 +78,12 @@ fn request_from_row(r: &Row<'_>) -> rusqlite::Result<AccessRequest> {
     })
 }
 
-fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
+fn grant_from_row(r: &Row) -> Result<Grant> {
     grant_from_row_at(r, 0)
 }
 
 /// A grant whose columns start at index `o` of the row.
-fn grant_from_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Grant> {
+fn grant_from_row_at(r: &Row, o: usize) -> Result<Grant> {
     Ok(Grant {
         id: r.get(o)?,
         request_id: r.get(o + 1)?,
@@ -93,14 +94,14 @@ fn grant_from_row_at(r: &Row<'_>, o: usize) -> rusqlite::Result<Grant> {
         breakglass: r.get(o + 6)?,
         starts_at: Timestamp(r.get(o + 7)?),
         expires_at: Timestamp(r.get(o + 8)?),
-        state: GrantState::parse(&r.get::<_, String>(o + 9)?).ok_or_else(|| conv(o + 9, "grant state"))?,
+        state: GrantState::parse(&r.get::<String>(o + 9)?).ok_or_else(|| conv(o + 9, "grant state"))?,
         ended_at: ts(r, o + 10)?,
         revoked_by: r.get(o + 11)?,
         revoke_reason: r.get(o + 12)?,
     })
 }
 
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<IssuedToken> {
+fn token_from_row(r: &Row) -> Result<IssuedToken> {
     Ok(IssuedToken {
         jti: r.get(0)?,
         grant_id: r.get(1)?,
@@ -112,41 +113,33 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<IssuedToken> {
     })
 }
 
-fn approvals_of(c: &Connection, id: &str) -> Result<Vec<Approval>> {
-    let mut st = c
-        .prepare_cached(
-            "SELECT approver_id, approver_name, comment, created_at FROM approvals WHERE request_id = ?1 ORDER BY created_at, approver_name",
-        )
-        .map_err(backend)?;
-    let rows = st
-        .query_map([id], |r| {
+fn approvals_of(c: &dyn Db, id: &str) -> Result<Vec<Approval>> {
+    map_rows(
+        c,
+        "SELECT approver_id, approver_name, comment, created_at FROM approvals WHERE request_id = ?1
+         ORDER BY created_at, approver_name",
+        args![id],
+        |r| {
             Ok(Approval {
                 approver_id: r.get(0)?,
                 approver_name: r.get(1)?,
                 comment: r.get(2)?,
                 created_at: Timestamp(r.get(3)?),
             })
-        })
-        .map_err(backend)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        },
+    )
 }
 
-fn load_request(c: &Connection, id: &str) -> Result<AccessRequest> {
+fn load_request(c: &dyn Db, id: &str) -> Result<AccessRequest> {
     let sql = format!("SELECT {REQ_COLS} FROM access_requests WHERE id = ?1");
-    let mut req = c
-        .prepare_cached(&sql)
-        .map_err(backend)?
-        .query_row([id], request_from_row)
-        .optional()
-        .map_err(backend)?
-        .ok_or_else(|| StoreError::not_found("request", id))?;
+    let mut req = map_opt(c, &sql, args![id], request_from_row)?.ok_or_else(|| StoreError::not_found("request", id))?;
     req.approvals = approvals_of(c, id)?;
     Ok(req)
 }
 
-fn load_grant(c: &Connection, id: &str) -> Result<Option<Grant>> {
+fn load_grant(c: &dyn Db, id: &str) -> Result<Option<Grant>> {
     let sql = format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1");
-    c.prepare_cached(&sql).map_err(backend)?.query_row([id], grant_from_row).optional().map_err(backend)
+    map_opt(c, &sql, args![id], grant_from_row)
 }
 
 fn insert_grant(ctx: &WriteCtx<'_>, g: &Grant) -> Result<()> {
@@ -154,7 +147,7 @@ fn insert_grant(ctx: &WriteCtx<'_>, g: &Grant) -> Result<()> {
         &format!(
             "INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL)"
         ),
-        params![
+        args![
             g.id,
             g.request_id,
             g.principal_id,
@@ -162,12 +155,11 @@ fn insert_grant(ctx: &WriteCtx<'_>, g: &Grant) -> Result<()> {
             g.principal_name,
             g.role,
             g.breakglass,
-            g.starts_at.millis(),
-            g.expires_at.millis(),
+            g.starts_at,
+            g.expires_at,
             GrantState::Active.as_str()
         ],
-    )
-    .map_err(sql_err)?;
+    )?;
     Ok(())
 }
 
@@ -176,13 +168,11 @@ fn transition(ctx: &WriteCtx<'_>, id: &str, from: RequestState, to: RequestState
     if !from.can_become(to) {
         return Err(StoreError::Precondition(format!("a request cannot go from {} to {}", from.as_str(), to.as_str())));
     }
-    let n = ctx
-        .exec(
-            "UPDATE access_requests SET state = ?3, decided_at = ?4, decided_by = ?5, decision_note = ?6
+    let n = ctx.exec(
+        "UPDATE access_requests SET state = ?3, decided_at = ?4, decided_by = ?5, decision_note = ?6
              WHERE id = ?1 AND state = ?2",
-            params![id, from.as_str(), to.as_str(), ctx.now().millis(), by, note],
-        )
-        .map_err(backend)?;
+        args![id, from.as_str(), to.as_str(), ctx.now(), by, note],
+    )?;
     if n == 0 {
         return Err(StoreError::Conflict(format!("request {id} is no longer {}", from.as_str())));
     }
@@ -200,12 +190,13 @@ fn require_pending(req: &AccessRequest, now: Timestamp) -> Result<()> {
 }
 
 #[async_trait]
-impl JitStore for SqliteStore {
+impl JitStore for SqlStore {
     async fn active_policy(&self) -> Result<Option<PolicyVersion>> {
         self.read(|c| {
-            c.query_row(
+            map_opt(
+                c,
                 "SELECT hash, files, created_at, created_by FROM policy_versions WHERE active = TRUE",
-                [],
+                args![],
                 |r| {
                     let files: String = r.get(1)?;
                     Ok(PolicyVersion {
@@ -217,22 +208,19 @@ impl JitStore for SqliteStore {
                     })
                 },
             )
-            .optional()
-            .map_err(backend)
         })
         .await
     }
 
     async fn apply_policy(&self, v: PolicyVersion, audit: AuditDraft) -> Result<()> {
         self.write(move |ctx| {
-            let files = serde_json::to_string(&v.files).map_err(backend)?;
-            ctx.exec("UPDATE policy_versions SET active = FALSE WHERE active = TRUE", []).map_err(backend)?;
+            let files = serde_json::to_string(&v.files).map_err(|e| StoreError::Backend(e.to_string()))?;
+            ctx.exec("UPDATE policy_versions SET active = FALSE WHERE active = TRUE", args![])?;
             ctx.exec(
                     "INSERT INTO policy_versions (hash, files, created_at, created_by, active) VALUES (?1, ?2, ?3, ?4, TRUE)
                      ON CONFLICT (hash) DO UPDATE SET active = TRUE",
-                    params![v.hash, files, v.created_at.millis(), v.created_by],
-                )
-                .map_err(backend)?;
+                    args![v.hash, files, v.created_at, v.created_by],
+                )?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -256,7 +244,7 @@ impl JitStore for SqliteStore {
                         "INSERT INTO access_requests ({REQ_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
                          ?14, ?15, ?16, ?17, ?18, NULL, ?19, NULL, NULL, NULL)"
                     ),
-                    params![
+                    args![
                         req.id,
                         req.requester_id,
                         req.requester_kind.as_str(),
@@ -271,14 +259,14 @@ impl JitStore for SqliteStore {
                         req.policy_hash,
                         req.context.to_string(),
                         req.decision.to_string(),
-                        req.created_at.millis(),
-                        req.pending_until.millis(),
+                        req.created_at,
+                        req.pending_until,
                         decided.then(|| ctx.now().millis()),
                         decided.then_some("policy"),
                         grant.as_ref().map(|g| g.id.clone()),
                     ],
                 )
-                .map_err(sql_err)?;
+                ?;
             if let Some(g) = &grant {
                 insert_grant(ctx, g)?;
             }
@@ -313,13 +301,9 @@ impl JitStore for SqliteStore {
                  ORDER BY created_at DESC, id LIMIT ?3"
             );
             let limit = i64::try_from(f.limit.clamp(1, 10_000)).unwrap_or(10_000);
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st
-                .query_map(params![f.state.map(|s| s.as_str()), f.requester_id, limit], request_from_row)
-                .map_err(backend)?;
+            let rows = map_rows(c, &sql, args![f.state.map(|s| s.as_str()), f.requester_id, limit], request_from_row)?;
             let mut out = Vec::new();
-            for r in rows {
-                let mut r = r.map_err(backend)?;
+            for mut r in rows {
                 if f.roles.as_ref().is_some_and(|roles| !roles.contains(&r.role)) {
                     continue;
                 }
@@ -341,23 +325,23 @@ impl JitStore for SqliteStore {
     ) -> Result<ApprovalOutcome> {
         let id = id.to_string();
         self.write(move |ctx| {
-            let req = load_request(ctx.conn(), &id)?;
+            let req = load_request(ctx.db(), &id)?;
             require_pending(&req, ctx.now())?;
             if approval.approver_id == req.requester_id {
                 return Err(StoreError::Precondition("the requester cannot approve their own request".into()));
             }
             ctx.exec(
                     "INSERT INTO approvals (request_id, approver_id, approver_name, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, approval.approver_id, approval.approver_name, approval.comment, ctx.now().millis()],
+                    args![id, approval.approver_id, approval.approver_name, approval.comment, ctx.now()],
                 )
-                .map_err(|e| match sql_err(e) {
+                .map_err(|e| match e {
                     StoreError::Conflict(_) => StoreError::Conflict(format!("you already approved request {id}")),
                     other => other,
                 })?;
             let have: i64 = ctx
-                .conn()
-                .query_row("SELECT COUNT(*) FROM approvals WHERE request_id = ?1", [&id], |r| r.get(0))
-                .map_err(backend)?;
+                .db()
+                .query_opt("SELECT COUNT(*) FROM approvals WHERE request_id = ?1", args![&id])?
+                .map_or(Ok(0), |r| r.get(0))?;
             let need = req.approvals_required;
             let mut details = audit.details.clone();
             if let Some(m) = details.as_object_mut() {
@@ -369,8 +353,7 @@ impl JitStore for SqliteStore {
                 return Ok(ApprovalOutcome::Recorded { have, need });
             }
             transition(ctx, &id, RequestState::Pending, RequestState::Active, &approval.approver_name, "approved")?;
-            ctx.exec("UPDATE access_requests SET grant_id = ?2 WHERE id = ?1", params![id, grant_id])
-                .map_err(backend)?;
+            ctx.exec("UPDATE access_requests SET grant_id = ?2 WHERE id = ?1", args![id, grant_id])?;
             let now = ctx.now();
             let grant = Grant {
                 id: grant_id,
@@ -409,13 +392,13 @@ impl JitStore for SqliteStore {
     ) -> Result<AccessRequest> {
         let (id, by, note) = (id.to_string(), by.to_string(), note.to_string());
         self.write(move |ctx| {
-            let req = load_request(ctx.conn(), &id)?;
+            let req = load_request(ctx.db(), &id)?;
             if req.state != RequestState::Pending {
                 return Err(StoreError::Conflict(format!("request {id} is {}, not pending", req.state.as_str())));
             }
             transition(ctx, &id, RequestState::Pending, to, &by, &note)?;
             ctx.audit(audit)?;
-            load_request(ctx.conn(), &id)
+            load_request(ctx.db(), &id)
         })
         .await
     }
@@ -423,22 +406,20 @@ impl JitStore for SqliteStore {
     async fn review_request(&self, id: &str, by: &str, comment: &str, audit: AuditDraft) -> Result<AccessRequest> {
         let (id, by, comment) = (id.to_string(), by.to_string(), comment.to_string());
         self.write(move |ctx| {
-            let req = load_request(ctx.conn(), &id)?;
+            let req = load_request(ctx.db(), &id)?;
             if !req.breakglass {
                 return Err(StoreError::Precondition(format!("request {id} is not a break-glass request")));
             }
-            let n = ctx
-                .exec(
-                    "UPDATE access_requests SET reviewed_at = ?2, reviewed_by = ?3, review_comment = ?4
+            let n = ctx.exec(
+                "UPDATE access_requests SET reviewed_at = ?2, reviewed_by = ?3, review_comment = ?4
                      WHERE id = ?1 AND reviewed_at IS NULL",
-                    params![id, ctx.now().millis(), by, comment],
-                )
-                .map_err(backend)?;
+                args![id, ctx.now(), by, comment],
+            )?;
             if n == 0 {
                 return Err(StoreError::Conflict(format!("request {id} was already reviewed")));
             }
             ctx.audit(audit)?;
-            load_request(ctx.conn(), &id)
+            load_request(ctx.db(), &id)
         })
         .await
     }
@@ -455,10 +436,7 @@ impl JitStore for SqliteStore {
                 "SELECT {GRANT_COLS} FROM grants WHERE (?1 IS NULL OR principal_id = ?1)
                  AND (?2 IS NULL OR (state = 'active' AND expires_at > ?2)) ORDER BY starts_at DESC, id LIMIT 10000"
             );
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows =
-                st.query_map(params![principal_id, live_at.map(Timestamp::millis)], grant_from_row).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            map_rows(c, &sql, args![principal_id, live_at], grant_from_row)
         })
         .await
     }
@@ -466,7 +444,7 @@ impl JitStore for SqliteStore {
     async fn revoke_grant(&self, id: &str, by: &str, reason: &str, audit: AuditDraft) -> Result<(Grant, Vec<String>)> {
         let (id, by, reason) = (id.to_string(), by.to_string(), reason.to_string());
         self.write(move |ctx| {
-            let g = load_grant(ctx.conn(), &id)?.ok_or_else(|| StoreError::not_found("grant", &id))?;
+            let g = load_grant(ctx.db(), &id)?.ok_or_else(|| StoreError::not_found("grant", &id))?;
             if g.state != GrantState::Active {
                 return Err(StoreError::Conflict(format!("grant {id} is already {}", g.state.as_str())));
             }
@@ -474,26 +452,22 @@ impl JitStore for SqliteStore {
             ctx.exec(
                 "UPDATE grants SET state = 'revoked', ended_at = ?2, revoked_by = ?3, revoke_reason = ?4
                      WHERE id = ?1 AND state = 'active'",
-                params![id, now, by, reason],
-            )
-            .map_err(backend)?;
+                args![id, now, by, reason],
+            )?;
             transition(ctx, &g.request_id, RequestState::Active, RequestState::Revoked, &by, &reason)?;
-            let jtis: Vec<String> = {
-                let mut st = ctx
-                    .conn()
-                    .prepare_cached("SELECT jti FROM tokens WHERE grant_id = ?1 AND revoked_at IS NULL ORDER BY jti")
-                    .map_err(backend)?;
-                let rows = st.query_map([&id], |r| r.get(0)).map_err(backend)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
-            };
-            ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", params![id, now])
-                .map_err(backend)?;
+            let jtis: Vec<String> = map_rows(
+                ctx.db(),
+                "SELECT jti FROM tokens WHERE grant_id = ?1 AND revoked_at IS NULL ORDER BY jti",
+                args![&id],
+                |r| r.get(0),
+            )?;
+            ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", args![id, now])?;
             let mut details = audit.details.clone();
             if let Some(m) = details.as_object_mut() {
                 m.insert("tokens_revoked".into(), json!(jtis));
             }
             ctx.audit(audit.details(details))?;
-            let g = load_grant(ctx.conn(), &id)?.ok_or_else(|| StoreError::not_found("grant", &id))?;
+            let g = load_grant(ctx.db(), &id)?.ok_or_else(|| StoreError::not_found("grant", &id))?;
             Ok((g, jtis))
         })
         .await
@@ -509,17 +483,14 @@ impl JitStore for SqliteStore {
             let due: Vec<Grant> = {
                 let sql =
                     format!("SELECT {GRANT_COLS} FROM grants WHERE state = 'active' AND expires_at <= ?1 LIMIT 1000");
-                let mut st = ctx.conn().prepare_cached(&sql).map_err(backend)?;
-                let rows = st.query_map([now.millis()], grant_from_row).map_err(backend)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
+                map_rows(ctx.db(), &sql, args![now], grant_from_row)?
             };
             let mut swept = Swept::default();
             for g in due {
                 ctx.exec(
                     "UPDATE grants SET state = 'expired', ended_at = ?2 WHERE id = ?1 AND state = 'active'",
-                    params![g.id, now.millis()],
-                )
-                .map_err(backend)?;
+                    args![g.id, now],
+                )?;
                 transition(ctx, &g.request_id, RequestState::Active, RequestState::Expired, "system", "expired")?;
                 ctx.audit(expire(&g))?;
                 swept.expired.push(g);
@@ -528,9 +499,7 @@ impl JitStore for SqliteStore {
                 let sql = format!(
                     "SELECT {REQ_COLS} FROM access_requests WHERE state = 'pending' AND pending_until <= ?1 LIMIT 1000"
                 );
-                let mut st = ctx.conn().prepare_cached(&sql).map_err(backend)?;
-                let rows = st.query_map([now.millis()], request_from_row).map_err(backend)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
+                map_rows(ctx.db(), &sql, args![now], request_from_row)?
             };
             for r in stale {
                 transition(ctx, &r.id, RequestState::Pending, RequestState::TimedOut, "system", "no decision in time")?;
@@ -544,7 +513,7 @@ impl JitStore for SqliteStore {
 
     async fn record_token(&self, t: IssuedToken, audit: AuditDraft) -> Result<()> {
         self.write(move |ctx| {
-            let g = load_grant(ctx.conn(), &t.grant_id)?.ok_or_else(|| StoreError::not_found("grant", &t.grant_id))?;
+            let g = load_grant(ctx.db(), &t.grant_id)?.ok_or_else(|| StoreError::not_found("grant", &t.grant_id))?;
             // Checked in the same transaction as the insert: a revocation
             // committed a moment earlier cannot be missed.
             if !g.is_live(ctx.now()) {
@@ -555,9 +524,8 @@ impl JitStore for SqliteStore {
             }
             ctx.exec(
                 &format!("INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"),
-                params![t.jti, t.grant_id, t.kid, t.audience, t.issued_at.millis(), t.expires_at.millis()],
-            )
-            .map_err(sql_err)?;
+                args![t.jti, t.grant_id, t.kid, t.audience, t.issued_at, t.expires_at],
+            )?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -568,14 +536,11 @@ impl JitStore for SqliteStore {
         let jti = jti.to_string();
         // One query on the introspection hot path: the token with its grant.
         self.read(move |c| {
-            let mut st = c.prepare_cached(&TOKEN_WITH_GRANT).map_err(backend)?;
-            st.query_row([&jti], |r| {
+            map_opt(c, &TOKEN_WITH_GRANT, args![&jti], |r| {
                 let t = token_from_row(r)?;
                 let g = grant_from_row_at(r, TOKEN_COLS.split(", ").count())?;
                 Ok((t, g))
             })
-            .optional()
-            .map_err(backend)
         })
         .await
     }
@@ -585,9 +550,7 @@ impl JitStore for SqliteStore {
             let sql = format!(
                 "SELECT {TOKEN_COLS} FROM tokens WHERE revoked_at IS NOT NULL AND expires_at > ?1 ORDER BY revoked_at, jti"
             );
-            let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            let rows = st.query_map([now.millis()], token_from_row).map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            map_rows(c, &sql, args![now], token_from_row)
         })
         .await
     }
@@ -595,12 +558,8 @@ impl JitStore for SqliteStore {
     async fn key_in_use(&self, kid: &str, now: Timestamp) -> Result<bool> {
         let kid = kid.to_string();
         self.read(move |c| {
-            c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM tokens WHERE kid = ?1 AND expires_at > ?2)",
-                params![kid, now.millis()],
-                |r| r.get(0),
-            )
-            .map_err(backend)
+            Ok(c.query_opt("SELECT 1 FROM tokens WHERE kid = ?1 AND expires_at > ?2 LIMIT 1", args![kid, now])?
+                .is_some())
         })
         .await
     }
@@ -608,10 +567,7 @@ impl JitStore for SqliteStore {
     async fn cursor(&self, name: &str) -> Result<i64> {
         let name = name.to_string();
         self.read(move |c| {
-            Ok(c.query_row("SELECT seq FROM delivery_cursors WHERE name = ?1", [&name], |r| r.get(0))
-                .optional()
-                .map_err(backend)?
-                .unwrap_or(0))
+            Ok(map_opt(c, "SELECT seq FROM delivery_cursors WHERE name = ?1", args![&name], |r| r.get(0))?.unwrap_or(0))
         })
         .await
     }
@@ -621,9 +577,8 @@ impl JitStore for SqliteStore {
         self.write(move |ctx| {
             ctx.exec(
                     "INSERT INTO delivery_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-                    params![name, seq],
-                )
-                .map_err(backend)?;
+                    args![name, seq],
+                )?;
             Ok(())
         })
         .await

@@ -1,0 +1,4 @@
+//! The domain operations as SQL, written once for both backends.
+
+pub(crate) mod identity;
+mod jit;

@@ -1,0 +1,369 @@
+//! The PostgreSQL backend, for several latch nodes sharing one database.
+//!
+//! The same domain SQL as SQLite runs here (see [`crate::sql`]). What
+//! changes is how writers agree:
+//! - **One chain across nodes.** Each node has one writer thread doing group
+//!   commit, and every write transaction starts by taking
+//!   `LOCK TABLE audit_events IN EXCLUSIVE MODE` and reading the chain head
+//!   under it. Writers of all nodes are therefore serialised (plain reads
+//!   are not blocked), the chain stays a single total order, and every
+//!   compare-and-set in the domain code sees the latest committed state.
+//! - **Background work on one node.** A leader thread holds a session-level
+//!   advisory lock; jobs run only while [`PgEngine::is_leader`] says so.
+//!   When a node dies its connection closes, the lock is released, and
+//!   another node's leader thread takes it within a second.
+//! - **Fail closed.** A lost connection surfaces as
+//!   [`StoreError::Unavailable`]; nothing is acknowledged that was not
+//!   committed, and the next operation reconnects.
+//!
+//! The blocking `postgres` client runs only on threads that belong to no
+//! async runtime (the writer, the leader, the blocking pool); clients are
+//! also dropped there, as the client blocks while closing.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use latch_core::Clock;
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Statement};
+
+use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
+use crate::sql::{Db, Row, Value, dollar_placeholders};
+use crate::writer::{Head, TxConn, load_head};
+use crate::{Result, StoreError, args};
+
+/// Advisory lock keys (arbitrary, fixed): one for migrations, one for leadership.
+const MIGRATE_LOCK: i64 = 0x6c61_7463_6801;
+const LEADER_LOCK: i64 = 0x6c61_7463_6802;
+
+/// Connection settings from `[storage]`.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Most connections one node opens for reads (the writer and the leader
+    /// use one more each).
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// How often a follower tries to become the leader, and the leader checks it still is.
+    pub leader_poll: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(3),
+            leader_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+            Value::Int(i) if *ty == Type::BOOL => (*i != 0).to_sql(ty, out),
+            Value::Int(i) => i.to_sql(ty, out),
+            Value::Bool(b) if *ty == Type::BOOL => b.to_sql(ty, out),
+            Value::Bool(b) => i64::from(*b).to_sql(ty, out),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+        }
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+/// Maps a driver error: lost connections become `Unavailable` (fail closed),
+/// uniqueness violations `Conflict`, the rest `Backend`.
+pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict("already exists".into());
+        }
+        if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code) {
+            return StoreError::Unavailable(format!("the database is unavailable: {}", db.message()));
+        }
+        return StoreError::Backend(format!("{}: {}", db.severity(), db.message()));
+    }
+    if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return StoreError::Unavailable(format!("the database is unreachable: {e}"));
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// One client with its own statement cache.
+pub(crate) struct PgConn {
+    client: RefCell<Client>,
+    stmts: RefCell<HashMap<String, Statement>>,
+}
+
+impl PgConn {
+    fn connect(cfg: &postgres::Config) -> Result<Self> {
+        let client = cfg.connect(NoTls).map_err(pg_err)?;
+        Ok(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) })
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.stmts.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let st = self.client.borrow_mut().prepare(&dollar_placeholders(sql)).map_err(pg_err)?;
+        self.stmts.borrow_mut().insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        self.client.borrow_mut().batch_execute(sql).map_err(pg_err)
+    }
+}
+
+fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+fn value_at(row: &postgres::Row, i: usize) -> Result<Value> {
+    let ty = row.columns().get(i).map(|c| c.type_().clone()).unwrap_or(Type::TEXT);
+    let conv = |e: postgres::Error| StoreError::Backend(format!("column {i}: {e}"));
+    Ok(if ty == Type::BOOL {
+        row.try_get::<_, Option<bool>>(i).map_err(conv)?.map_or(Value::Null, Value::Bool)
+    } else if ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i).map_err(conv)?.map_or(Value::Null, Value::Int)
+    } else if ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(i).map_err(conv)?.map_or(Value::Null, |v| Value::Int(v.into()))
+    } else if ty == Type::INT2 {
+        row.try_get::<_, Option<i16>>(i).map_err(conv)?.map_or(Value::Null, |v| Value::Int(v.into()))
+    } else {
+        row.try_get::<_, Option<String>>(i).map_err(conv)?.map_or(Value::Null, Value::Text)
+    })
+}
+
+impl Db for PgConn {
+    fn exec(&self, sql: &str, args: &[Value]) -> Result<u64> {
+        let st = self.statement(sql)?;
+        self.client.borrow_mut().execute(&st, &params(args)).map_err(pg_err)
+    }
+
+    fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>> {
+        let st = self.statement(sql)?;
+        let rows = self.client.borrow_mut().query(&st, &params(args)).map_err(pg_err)?;
+        rows.iter().map(|r| (0..r.len()).map(|i| value_at(r, i)).collect::<Result<Vec<_>>>().map(Row)).collect()
+    }
+}
+
+/// The writer's connection: takes the chain lock at the start of each batch.
+pub(crate) struct PgTx(PgConn);
+
+impl TxConn for PgTx {
+    fn db(&self) -> &dyn Db {
+        &self.0
+    }
+    fn begin(&mut self, _cached: &Head) -> Result<Head> {
+        self.0.batch("BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE")?;
+        load_head(&self.0)
+    }
+    fn commit(&mut self) -> Result<()> {
+        self.0.batch("COMMIT")
+    }
+    fn rollback(&mut self) {
+        if !self.0.is_closed() {
+            let _ = self.0.batch("ROLLBACK");
+        }
+    }
+}
+
+fn parse_config(dsn: &str, opts: &PgOptions) -> Result<postgres::Config> {
+    let mut cfg = postgres::Config::from_str(dsn)
+        .map_err(|e| StoreError::Backend(format!("storage: not a valid PostgreSQL connection string: {e}")))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(opts.connect_timeout);
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("latch");
+    }
+    Ok(cfg)
+}
+
+/// Drops clients on a thread of their own: a client blocks while closing,
+/// which must not happen on an async worker.
+fn drop_off_runtime<T: Send + 'static>(v: T) {
+    let _ = std::thread::spawn(move || drop(v)).join();
+}
+
+/// Applies pending migrations, one node at a time (advisory lock).
+fn migrate(conn: &PgConn, clock: &dyn Clock) -> Result<()> {
+    conn.exec("SELECT pg_advisory_lock(?1)", args![MIGRATE_LOCK])?;
+    let out = migrate_locked(conn, clock);
+    let _ = conn.exec("SELECT pg_advisory_unlock(?1)", args![MIGRATE_LOCK]);
+    out
+}
+
+fn migrate_locked(conn: &PgConn, clock: &dyn Clock) -> Result<()> {
+    conn.batch(BOOKKEEPING)?;
+    let current: i64 = conn
+        .query_opt("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", args![])?
+        .map(|r| r.get(0))
+        .transpose()?
+        .unwrap_or(0);
+    if current > LATEST {
+        return Err(StoreError::SchemaTooNew { found: current, known: LATEST });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        conn.batch("BEGIN")?;
+        let applied = conn
+            .batch(m.sql)
+            .map_err(|e| StoreError::Backend(format!("migration {} ({}) failed: {e}", m.version, m.name)))
+            .and_then(|()| {
+                conn.exec(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    args![m.version, m.name, clock.now()],
+                )
+            });
+        match applied {
+            Ok(_) => conn.batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// PostgreSQL's half of a [`crate::SqlStore`].
+pub(crate) struct PgEngine {
+    cfg: postgres::Config,
+    idle: Arc<Mutex<Vec<PgConn>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    leader: Arc<AtomicBool>,
+    stop_leader: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    leader_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl PgEngine {
+    /// Connects, migrates and starts the leader thread. Blocking: call it
+    /// off the async runtime (see [`crate::SqlStore::open_postgres`]).
+    pub fn open(dsn: &str, opts: &PgOptions, clock: &dyn Clock) -> Result<(Self, PgTx, Head)> {
+        let cfg = parse_config(dsn, opts)?;
+        let conn = PgConn::connect(&cfg)?;
+        migrate(&conn, clock)?;
+        let head = load_head(&conn)?;
+        let leader = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (cfg, leader, poll) = (cfg.clone(), leader.clone(), opts.leader_poll);
+            std::thread::Builder::new()
+                .name("latch-pg-leader".into())
+                .spawn(move || lead(&cfg, &leader, poll, &stop_rx))
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+        };
+        let engine = PgEngine {
+            cfg,
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
+            leader,
+            stop_leader: Mutex::new(Some(stop_tx)),
+            leader_thread: Mutex::new(Some(thread)),
+        };
+        Ok((engine, PgTx(conn), head))
+    }
+
+    pub fn connector(&self) -> impl FnMut() -> Result<PgTx> + Send + 'static {
+        let cfg = self.cfg.clone();
+        move || PgConn::connect(&cfg).map(PgTx)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool, at most
+    /// `max_connections` at once.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
+        let (idle, cfg) = (self.idle.clone(), self.cfg.clone());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => PgConn::connect(&cfg)?,
+            };
+            let out = f(&conn);
+            if !conn.is_closed() && !matches!(out, Err(StoreError::Unavailable(_))) {
+                idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    pub fn close(&self) {
+        drop(self.stop_leader.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(h) = self.leader_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        drop_off_runtime(idle);
+    }
+}
+
+/// The leader loop: hold the advisory lock on a dedicated session; check it
+/// (and the session) every `poll`; give leadership up the moment the
+/// session is in doubt.
+fn lead(cfg: &postgres::Config, leader: &AtomicBool, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
+    let mut conn: Option<PgConn> = None;
+    loop {
+        let holds = match conn.as_ref() {
+            None => match PgConn::connect(cfg) {
+                Ok(c) => {
+                    conn = Some(c);
+                    continue;
+                }
+                Err(_) => false,
+            },
+            Some(c) if leader.load(Ordering::Acquire) => c.query_opt("SELECT 1", args![]).is_ok(),
+            Some(c) => c
+                .query_opt("SELECT pg_try_advisory_lock(?1)", args![LEADER_LOCK])
+                .ok()
+                .flatten()
+                .and_then(|r| r.get::<bool>(0).ok())
+                .unwrap_or(false),
+        };
+        if leader.swap(holds, Ordering::AcqRel) != holds {
+            tracing::info!(leader = holds, "background work leadership changed");
+        }
+        if !holds && conn.as_ref().is_some_and(PgConn::is_closed) {
+            conn = None;
+        }
+        match stop.recv_timeout(poll) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+    }
+    leader.store(false, Ordering::Release);
+    drop(conn);
+}

@@ -1,0 +1,131 @@
+//! [`SqlStore`]: the one implementation of [`crate::Store`], over either engine.
+
+use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use latch_core::Clock;
+
+use crate::postgres::{PgEngine, PgOptions};
+use crate::sql::Db;
+use crate::sqlite::SqliteEngine;
+use crate::writer::{self, Job, WriteCtx};
+use crate::{Result, StoreError};
+
+pub(crate) enum Engine {
+    Sqlite(SqliteEngine),
+    Postgres(PgEngine),
+}
+
+/// The store: a writer thread doing group commit, and a read path, over
+/// SQLite or PostgreSQL.
+pub struct SqlStore {
+    pub(crate) engine: Engine,
+    jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path` and migrates it.
+    pub fn open_sqlite(path: &Path, clock: Arc<dyn Clock>) -> Result<Self> {
+        let (engine, conn, head) = SqliteEngine::open(path, clock.as_ref())?;
+        let reopen = {
+            let path = path.to_path_buf();
+            let clock = clock.clone();
+            move || SqliteEngine::open(&path, clock.as_ref()).map(|(_, c, _)| c)
+        };
+        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock)
+    }
+
+    /// Connects to PostgreSQL at `dsn`, migrates (one node at a time) and
+    /// starts the writer and leader threads.
+    pub async fn open_postgres(dsn: &str, opts: PgOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        let dsn = dsn.to_string();
+        // The blocking client must not run on an async worker.
+        tokio::task::spawn_blocking(move || {
+            let (engine, conn, head) = PgEngine::open(&dsn, &opts, clock.as_ref())?;
+            let connect = engine.connector();
+            Self::start(Engine::Postgres(engine), connect, conn, head, clock)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+
+    fn start<C: writer::TxConn + 'static>(
+        engine: Engine,
+        connect: impl FnMut() -> Result<C> + Send + 'static,
+        conn: C,
+        head: writer::Head,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
+        let handle = std::thread::Builder::new()
+            .name("latch-store-writer".into())
+            .spawn(move || writer::run(connect, rx, clock, head, Some(conn)))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SqlStore { engine, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
+    }
+
+    /// The SQLite file, for the SQLite backend.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.engine {
+            Engine::Sqlite(e) => Some(&e.path),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// Finishes queued writes and stops the writer (and leader) threads.
+    pub fn close(&self) {
+        drop(lock(&self.jobs).take());
+        if let Some(h) = lock(&self.writer_thread).take() {
+            let _ = h.join();
+        }
+        if let Engine::Postgres(e) = &self.engine {
+            e.close();
+        }
+    }
+
+    /// Runs `f` in the writer's current transaction; resolves after commit.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        writer::submit(&self.jobs, f).await
+    }
+
+    /// A point lookup: inline on SQLite, on the blocking pool for PostgreSQL.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(e) => e.read(f),
+            Engine::Postgres(e) => e.read(f).await,
+        }
+    }
+
+    /// A scan that may take a while: always off the async workers.
+    pub(crate) async fn scan<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(e) => e.scan(f).await,
+            Engine::Postgres(e) => e.read(f).await,
+        }
+    }
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
