@@ -6,6 +6,10 @@
 //! [`Value`]s. SQLite runs that text as is; PostgreSQL gets `$1`, `$2`, ….
 //! Keeping the interface this small is what lets one body of SQL, and one
 //! test suite, hold for both.
+//!
+//! Portability rules the SQL keeps: an optional filter is written
+//! `(CAST(?N AS TEXT) IS NULL OR col = ?N)` (PostgreSQL must be able to type
+//! every parameter); no `GROUP_CONCAT`/`string_agg`; booleans are `TRUE`/`FALSE`.
 
 use latch_core::Timestamp;
 

@@ -18,10 +18,12 @@ fn snapshot(s: &Server) -> Vec<String> {
     } else {
         s.sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
     };
-    let mut out: Vec<String> =
-        tables.iter().map(|t| format!("{t}={}", s.sql(&format!("SELECT COUNT(*) FROM \"{t}\""))[0])).collect();
-    out.push(format!("head={}", s.sql("SELECT COALESCE(MAX(seq), 0) FROM audit_events")[0]));
-    out
+    // One query for all counts: each psql run costs a process.
+    let counts: Vec<String> =
+        tables.iter().map(|t| format!("SELECT '{t}', COUNT(*) FROM \"{t}\"")).chain(std::iter::once(
+            "SELECT 'head', COALESCE(MAX(seq), 0) FROM audit_events".to_string(),
+        )).collect();
+    s.sql(&counts.join(" UNION ALL "))
 }
 
 /// Sends a raw request and asserts a 4xx with our error shape, the given

@@ -623,7 +623,7 @@ impl Store for SqlStore {
         self.scan(move |c| {
             let sql = format!(
                 "SELECT {AUDIT_COLS} FROM audit_events
-                 WHERE seq > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3)
+                 WHERE seq > ?1 AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2) AND (CAST(?3 AS TEXT) IS NULL OR action = ?3)
                  ORDER BY seq LIMIT ?4"
             );
             let limit = i64::try_from(q.limit.clamp(1, 10_000)).unwrap_or(10_000);

@@ -297,7 +297,7 @@ impl JitStore for SqlStore {
     async fn list_requests(&self, f: RequestFilter) -> Result<Vec<AccessRequest>> {
         self.scan(move |c| {
             let sql = format!(
-                "SELECT {REQ_COLS} FROM access_requests WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR requester_id = ?2)
+                "SELECT {REQ_COLS} FROM access_requests WHERE (CAST(?1 AS TEXT) IS NULL OR state = ?1) AND (CAST(?2 AS TEXT) IS NULL OR requester_id = ?2)
                  ORDER BY created_at DESC, id LIMIT ?3"
             );
             let limit = i64::try_from(f.limit.clamp(1, 10_000)).unwrap_or(10_000);
@@ -433,8 +433,8 @@ impl JitStore for SqlStore {
         let principal_id = principal_id.map(str::to_string);
         self.scan(move |c| {
             let sql = format!(
-                "SELECT {GRANT_COLS} FROM grants WHERE (?1 IS NULL OR principal_id = ?1)
-                 AND (?2 IS NULL OR (state = 'active' AND expires_at > ?2)) ORDER BY starts_at DESC, id LIMIT 10000"
+                "SELECT {GRANT_COLS} FROM grants WHERE (CAST(?1 AS TEXT) IS NULL OR principal_id = ?1)
+                 AND (CAST(?2 AS BIGINT) IS NULL OR (state = 'active' AND expires_at > ?2)) ORDER BY starts_at DESC, id LIMIT 10000"
             );
             map_rows(c, &sql, args![principal_id, live_at], grant_from_row)
         })
