@@ -20,6 +20,7 @@
 //! so concurrent writers share one commit without weakening durability.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod migrations;
 pub mod model;
 mod ops;

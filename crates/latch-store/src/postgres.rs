@@ -30,10 +30,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use latch_core::Clock;
 use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
 use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
+use crate::cache::Invalidation;
 use crate::sql::{Db, Row, Value, dollar_placeholders};
 use crate::writer::{Head, TxConn, load_head};
 use crate::{Result, StoreError, args};
@@ -51,6 +53,10 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// How often a follower tries to become the leader, and the leader checks it still is.
     pub leader_poll: Duration,
+    /// Cache session and token lookups, dropped on every invalidation (see [`crate::cache`]).
+    pub cache: bool,
+    /// How often the invalidation counter is reconciled, should a NOTIFY be lost.
+    pub reconcile: Duration,
 }
 
 impl Default for PgOptions {
@@ -59,6 +65,8 @@ impl Default for PgOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(3),
             leader_poll: Duration::from_millis(500),
+            cache: true,
+            reconcile: Duration::from_millis(250),
         }
     }
 }
@@ -168,6 +176,9 @@ impl Db for PgConn {
     }
 }
 
+/// The channel on which committed invalidations are announced.
+const INVALIDATE_CHANNEL: &str = "latch_invalidate";
+
 /// The writer's connection: takes the chain lock at the start of each batch.
 pub(crate) struct PgTx(PgConn);
 
@@ -181,6 +192,10 @@ impl TxConn for PgTx {
     }
     fn commit(&mut self) -> Result<()> {
         self.0.batch("COMMIT")
+    }
+    fn announce_invalidation(&mut self) -> Result<()> {
+        // Delivered to every listener when (and only if) the transaction commits.
+        self.0.batch(&format!("NOTIFY {INVALIDATE_CHANNEL}"))
     }
     fn rollback(&mut self) {
         if !self.0.is_closed() {
@@ -254,34 +269,43 @@ pub(crate) struct PgEngine {
     idle: Arc<Mutex<Vec<PgConn>>>,
     permits: Arc<tokio::sync::Semaphore>,
     leader: Arc<AtomicBool>,
-    stop_leader: Mutex<Option<std::sync::mpsc::Sender<()>>>,
-    leader_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stop: Mutex<Vec<std::sync::mpsc::Sender<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl PgEngine {
     /// Connects, migrates and starts the leader thread. Blocking: call it
     /// off the async runtime (see [`crate::SqlStore::open_postgres`]).
-    pub fn open(dsn: &str, opts: &PgOptions, clock: &dyn Clock) -> Result<(Self, PgTx, Head)> {
+    pub fn open(dsn: &str, opts: &PgOptions, clock: &dyn Clock, inv: Invalidation) -> Result<(Self, PgTx, Head)> {
         let cfg = parse_config(dsn, opts)?;
         let conn = PgConn::connect(&cfg)?;
         migrate(&conn, clock)?;
         let head = load_head(&conn)?;
         let leader = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-        let thread = {
+        let spawn_err = |e: std::io::Error| StoreError::Backend(e.to_string());
+        let leader_thread = {
             let (cfg, leader, poll) = (cfg.clone(), leader.clone(), opts.leader_poll);
             std::thread::Builder::new()
                 .name("latch-pg-leader".into())
                 .spawn(move || lead(&cfg, &leader, poll, &stop_rx))
-                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(spawn_err)?
+        };
+        let (stop_listen, listen_rx) = std::sync::mpsc::channel();
+        let listener_thread = {
+            let (cfg, poll) = (cfg.clone(), opts.reconcile);
+            std::thread::Builder::new()
+                .name("latch-pg-listen".into())
+                .spawn(move || listen(&cfg, &inv, poll, &listen_rx))
+                .map_err(spawn_err)?
         };
         let engine = PgEngine {
             cfg,
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
             leader,
-            stop_leader: Mutex::new(Some(stop_tx)),
-            leader_thread: Mutex::new(Some(thread)),
+            stop: Mutex::new(vec![stop_tx, stop_listen]),
+            threads: Mutex::new(vec![leader_thread, listener_thread]),
         };
         Ok((engine, PgTx(conn), head))
     }
@@ -322,8 +346,8 @@ impl PgEngine {
     }
 
     pub fn close(&self) {
-        drop(self.stop_leader.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(h) = self.leader_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for h in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner())) {
             let _ = h.join();
         }
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
@@ -365,5 +389,78 @@ fn lead(cfg: &postgres::Config, leader: &AtomicBool, poll: Duration, stop: &std:
         }
     }
     leader.store(false, Ordering::Release);
+    drop(conn);
+}
+
+/// The invalidation feed: LISTEN for committed invalidations (bumping the
+/// epoch on each), and reconcile with the counter every `poll` in case a
+/// notification was lost. While the connection is down the feed is not live
+/// and caches are bypassed.
+fn listen(cfg: &postgres::Config, inv: &Invalidation, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
+    let mut conn: Option<PgConn> = None;
+    let mut seen: Option<i64> = None;
+    loop {
+        if conn.is_none() {
+            match PgConn::connect(cfg).and_then(|c| c.batch(&format!("LISTEN {INVALIDATE_CHANNEL}")).map(|()| c)) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    inv.set_live(false);
+                    tracing::debug!(error = %e, "invalidation feed: cannot connect");
+                }
+            }
+        }
+        if let Some(c) = &conn {
+            let counter = c
+                .query_opt("SELECT n FROM invalidations WHERE id = 1", args![])
+                .and_then(|r| r.map(|r| r.get::<i64>(0)).transpose());
+            match counter {
+                Ok(n) => {
+                    if seen.is_some_and(|s| Some(s) != n) {
+                        inv.bump();
+                    }
+                    seen = n;
+                    if !inv.is_live() {
+                        tracing::info!("invalidation feed live");
+                    }
+                    inv.set_live(true);
+                }
+                Err(_) => {
+                    inv.set_live(false);
+                    conn = None;
+                }
+            }
+        }
+        match &conn {
+            Some(c) => {
+                let mut client = c.client.borrow_mut();
+                let mut notes = client.notifications();
+                let mut it = notes.timeout_iter(poll);
+                loop {
+                    match it.next() {
+                        Ok(Some(_)) => inv.bump(),
+                        Ok(None) => break,
+                        Err(_) => {
+                            inv.set_live(false);
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                if !matches!(stop.recv_timeout(poll), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        if conn.as_ref().is_some_and(PgConn::is_closed) {
+            conn = None;
+            seen = None;
+        }
+        if !matches!(stop.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+            break;
+        }
+    }
+    inv.set_live(false);
     drop(conn);
 }

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use latch_core::Clock;
 
+use crate::cache::{Invalidation, ReadCache};
 use crate::postgres::{PgEngine, PgOptions};
 use crate::sql::Db;
 use crate::sqlite::SqliteEngine;
@@ -22,6 +23,8 @@ pub(crate) enum Engine {
 /// SQLite or PostgreSQL.
 pub struct SqlStore {
     pub(crate) engine: Engine,
+    /// Hot reads cached on PostgreSQL (see [`crate::cache`]); None on SQLite.
+    pub(crate) cache: Option<ReadCache>,
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -39,7 +42,7 @@ impl SqlStore {
             let clock = clock.clone();
             move || SqliteEngine::open(&path, clock.as_ref()).map(|(_, c, _)| c)
         };
-        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock)
+        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock, Invalidation::default(), false)
     }
 
     /// Connects to PostgreSQL at `dsn`, migrates (one node at a time) and
@@ -48,9 +51,10 @@ impl SqlStore {
         let dsn = dsn.to_string();
         // The blocking client must not run on an async worker.
         tokio::task::spawn_blocking(move || {
-            let (engine, conn, head) = PgEngine::open(&dsn, &opts, clock.as_ref())?;
+            let inv = Invalidation::default();
+            let (engine, conn, head) = PgEngine::open(&dsn, &opts, clock.as_ref(), inv.clone())?;
             let connect = engine.connector();
-            Self::start(Engine::Postgres(engine), connect, conn, head, clock)
+            Self::start(Engine::Postgres(engine), connect, conn, head, clock, inv, opts.cache)
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
@@ -62,13 +66,16 @@ impl SqlStore {
         conn: C,
         head: writer::Head,
         clock: Arc<dyn Clock>,
+        inv: Invalidation,
+        cached: bool,
     ) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
+        let cache = cached.then(|| ReadCache::new(inv.clone()));
         let handle = std::thread::Builder::new()
             .name("latch-store-writer".into())
-            .spawn(move || writer::run(connect, rx, clock, head, Some(conn)))
+            .spawn(move || writer::run(connect, rx, clock, head, Some(conn), inv))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(SqlStore { engine, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
+        Ok(SqlStore { engine, cache, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
     }
 
     /// The SQLite file, for the SQLite backend.

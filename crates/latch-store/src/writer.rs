@@ -12,6 +12,7 @@ use std::sync::mpsc::Receiver;
 use latch_audit::{AuditDraft, AuditEvent, GENESIS_HASH};
 use latch_core::{Clock, Timestamp};
 
+use crate::cache::Invalidation;
 use crate::sql::{Db, Row, Value};
 use crate::{Result, StoreError, args};
 
@@ -48,6 +49,10 @@ pub(crate) trait TxConn: Send {
     /// cached head.
     fn begin(&mut self, cached: &Head) -> Result<Head>;
     fn commit(&mut self) -> Result<()>;
+    /// Tells other nodes, on commit, that cached reads may be stale.
+    fn announce_invalidation(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Abandons the open transaction (after a failed commit or a lost connection).
     fn rollback(&mut self);
 }
@@ -58,6 +63,7 @@ pub struct WriteCtx<'a> {
     db: &'a dyn Db,
     head: &'a mut Head,
     now: Timestamp,
+    invalidated: bool,
 }
 
 impl WriteCtx<'_> {
@@ -76,6 +82,14 @@ impl WriteCtx<'_> {
     }
     pub fn head(&self) -> (i64, &str) {
         (self.head.seq, &self.head.hash)
+    }
+    /// Marks this change as one that can make cached reads stale (a
+    /// revocation, disable, deletion or membership change): every node drops
+    /// its caches once it commits. See [`crate::cache`].
+    pub fn invalidate(&mut self) -> Result<()> {
+        self.db.exec("UPDATE invalidations SET n = n + 1 WHERE id = 1", args![])?;
+        self.invalidated = true;
+        Ok(())
     }
     /// Appends `draft` as the next event of the chain, in this transaction.
     pub fn audit(&mut self, draft: AuditDraft) -> Result<AuditEvent> {
@@ -175,6 +189,7 @@ pub(crate) fn run<C: TxConn>(
     clock: Arc<dyn Clock>,
     mut head: Head,
     mut conn: Option<C>,
+    inv: Invalidation,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -189,6 +204,9 @@ pub(crate) fn run<C: TxConn>(
             None => connect().map(|c| conn.insert(c)),
         }
         .and_then(|c| run_batch(c, &mut batch, clock.as_ref(), &mut head));
+        if let Ok(true) = outcome {
+            inv.bump();
+        }
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, "write transaction failed");
             match conn.as_mut() {
@@ -212,14 +230,17 @@ pub(crate) fn run<C: TxConn>(
     }
 }
 
-fn run_batch<C: TxConn>(conn: &mut C, batch: &mut [Box<dyn Job>], clock: &dyn Clock, head: &mut Head) -> Result<()> {
+/// Runs one batch; returns whether a committed job invalidated cached reads.
+fn run_batch<C: TxConn>(conn: &mut C, batch: &mut [Box<dyn Job>], clock: &dyn Clock, head: &mut Head) -> Result<bool> {
     *head = conn.begin(head)?;
+    let mut invalidated = false;
     let db = conn.db();
     for job in batch.iter_mut() {
         db.exec("SAVEPOINT job", args![])?;
         let saved = head.clone();
-        let mut ctx = WriteCtx { db, head, now: clock.now() };
+        let mut ctx = WriteCtx { db, head, now: clock.now(), invalidated: false };
         if job.run(&mut ctx) {
+            invalidated |= ctx.invalidated;
             db.exec("RELEASE SAVEPOINT job", args![])?;
         } else {
             db.exec("ROLLBACK TO SAVEPOINT job", args![])?;
@@ -227,5 +248,9 @@ fn run_batch<C: TxConn>(conn: &mut C, batch: &mut [Box<dyn Job>], clock: &dyn Cl
             *head = saved;
         }
     }
-    conn.commit()
+    if invalidated {
+        conn.announce_invalidation()?;
+    }
+    conn.commit()?;
+    Ok(invalidated)
 }

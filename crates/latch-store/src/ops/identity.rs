@@ -145,7 +145,8 @@ fn add_memberships(ctx: &WriteCtx<'_>, principal_id: &str, kind: PrincipalKind, 
     Ok(())
 }
 
-fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<u64> {
+fn revoke_sessions_of(ctx: &mut WriteCtx<'_>, principal_id: &str) -> Result<u64> {
+    ctx.invalidate()?;
     ctx.exec(
         "UPDATE sessions SET revoked_at = ?2 WHERE principal_id = ?1 AND revoked_at IS NULL",
         args![principal_id, ctx.now()],
@@ -154,7 +155,7 @@ fn revoke_sessions_of(ctx: &WriteCtx<'_>, principal_id: &str) -> Result<u64> {
 
 /// Ends everything a principal holds: sessions, active grants (and their
 /// requests) and the tokens issued under them. Returns the grant ids ended.
-fn revoke_everything_of(ctx: &WriteCtx<'_>, principal_id: &str, by: &str, reason: &str) -> Result<Vec<String>> {
+fn revoke_everything_of(ctx: &mut WriteCtx<'_>, principal_id: &str, by: &str, reason: &str) -> Result<Vec<String>> {
     revoke_sessions_of(ctx, principal_id)?;
     let now = ctx.now().millis();
     let grants: Vec<(String, String)> = map_rows(
@@ -220,6 +221,32 @@ fn affected_or_missing(n: u64, kind: &'static str, name: &str) -> Result<()> {
     if n == 0 { Err(StoreError::not_found(kind, name)) } else { Ok(()) }
 }
 
+/// A live session's principal and the session's end, in one query.
+fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Option<(Principal, Timestamp)>> {
+    // One row per group membership (or one row with a NULL group).
+    let rows = c.query(
+        "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
+                COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled), g.name, s.expires_at
+         FROM sessions s
+         LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
+         LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
+         LEFT JOIN group_members m ON m.principal_id = s.principal_id
+         LEFT JOIN groups g ON g.id = m.group_id
+         WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
+        args![token_hash, now],
+    )?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    let (Some(name), Some(false)) = (r.get::<Option<String>>(4)?, r.get::<Option<bool>>(5)?) else {
+        return Ok(None);
+    };
+    let Some(kind) = PrincipalKind::parse(&r.get::<String>(2)?) else { return Ok(None) };
+    let (session_id, id, mfa, expires_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(7)?);
+    let mut groups =
+        rows.iter().map(|r| r.get::<Option<String>>(6)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect::<Vec<_>>();
+    groups.sort();
+    Ok(Some((Principal { id, name, kind, groups, mfa, session_id }, expires_at)))
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User> {
@@ -266,6 +293,7 @@ impl Store for SqlStore {
             )?;
             let ended =
                 if disabled { revoke_everything_of(ctx, &user.id, &audit.actor, "user disabled")? } else { Vec::new() };
+            ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
             require_user(ctx.db(), &name)
         })
@@ -279,6 +307,7 @@ impl Store for SqlStore {
             let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![user.id])?;
             ctx.exec("DELETE FROM users WHERE id = ?1", args![user.id])?;
+            ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -401,6 +430,7 @@ impl Store for SqlStore {
             let gid = group_id(ctx.db(), &name)?;
             ctx.exec("DELETE FROM group_members WHERE group_id = ?1", args![gid])?;
             ctx.exec("DELETE FROM groups WHERE id = ?1", args![gid])?;
+            ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -420,6 +450,7 @@ impl Store for SqlStore {
             if n == 0 {
                 return Err(StoreError::Conflict(format!("{member:?} is already a member of group {group:?}")));
             }
+            ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -435,6 +466,7 @@ impl Store for SqlStore {
             if n == 0 {
                 return Err(StoreError::not_found("membership", format!("{member} in {group}")));
             }
+            ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())
         })
@@ -506,6 +538,7 @@ impl Store for SqlStore {
             } else {
                 Vec::new()
             };
+            ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
             require_sp(ctx.db(), &sp.id)
         })
@@ -519,6 +552,7 @@ impl Store for SqlStore {
             let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![sp.id])?;
             ctx.exec("DELETE FROM service_principals WHERE id = ?1", args![sp.id])?;
+            ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
             Ok(())
         })
@@ -568,38 +602,23 @@ impl Store for SqlStore {
     }
 
     async fn authenticate(&self, token_hash: &str, now: Timestamp) -> Result<Option<Principal>> {
-        let token_hash = token_hash.to_string();
-        self.read(move |c| {
-            // One row per group membership (or one row with a NULL group).
-            let rows = c.query(
-                "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
-                        COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled), g.name
-                 FROM sessions s
-                 LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
-                 LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
-                 LEFT JOIN group_members m ON m.principal_id = s.principal_id
-                 LEFT JOIN groups g ON g.id = m.group_id
-                 WHERE s.token_hash = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2",
-                args![token_hash, now],
-            )?;
-            let Some(r) = rows.first() else { return Ok(None) };
-            let (Some(name), Some(false)) = (r.get::<Option<String>>(4)?, r.get::<Option<bool>>(5)?) else {
-                return Ok(None);
-            };
-            let Some(kind) = PrincipalKind::parse(&r.get::<String>(2)?) else { return Ok(None) };
-            let (session_id, id, mfa) = (r.get(0)?, r.get(1)?, r.get(3)?);
-            let mut groups = rows
-                .iter()
-                .map(|r| r.get::<Option<String>>(6))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>();
-            groups.sort();
-            Ok(Some(Principal { id, name, kind, groups, mfa, session_id }))
-        })
-        .await
+        let ticket = match &self.cache {
+            Some(cache) => {
+                if let Some(p) = cache.session(token_hash, now) {
+                    return Ok(Some(p));
+                }
+                cache.ticket()
+            }
+            None => None,
+        };
+        let key = token_hash.to_string();
+        let found = self.read(move |c| resolve_session(c, &key, now)).await?;
+        if let (Some(cache), Some(ticket), Some((p, expires_at))) = (&self.cache, ticket, &found) {
+            cache.put_session(token_hash, ticket, p.clone(), *expires_at);
+        }
+        Ok(found.map(|(p, _)| p))
     }
+
 
     async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()> {
         let session_id = session_id.to_string();
@@ -609,6 +628,7 @@ impl Store for SqlStore {
                 args![session_id, ctx.now()],
             )?;
             affected_or_missing(n, "session", &session_id)?;
+            ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())
         })

@@ -466,6 +466,7 @@ impl JitStore for SqlStore {
             if let Some(m) = details.as_object_mut() {
                 m.insert("tokens_revoked".into(), json!(jtis));
             }
+            ctx.invalidate()?;
             ctx.audit(audit.details(details))?;
             let g = load_grant(ctx.db(), &id)?.ok_or_else(|| StoreError::not_found("grant", &id))?;
             Ok((g, jtis))
@@ -486,6 +487,9 @@ impl JitStore for SqlStore {
                 map_rows(ctx.db(), &sql, args![now], grant_from_row)?
             };
             let mut swept = Swept::default();
+            if !due.is_empty() {
+                ctx.invalidate()?;
+            }
             for g in due {
                 ctx.exec(
                     "UPDATE grants SET state = 'expired', ended_at = ?2 WHERE id = ?1 AND state = 'active'",
@@ -533,16 +537,30 @@ impl JitStore for SqlStore {
     }
 
     async fn get_token(&self, jti: &str) -> Result<Option<(IssuedToken, Grant)>> {
-        let jti = jti.to_string();
+        let ticket = match &self.cache {
+            Some(cache) => {
+                if let Some(hit) = cache.token(jti) {
+                    return Ok(Some(hit));
+                }
+                cache.ticket()
+            }
+            None => None,
+        };
+        let key = jti.to_string();
         // One query on the introspection hot path: the token with its grant.
-        self.read(move |c| {
-            map_opt(c, &TOKEN_WITH_GRANT, args![&jti], |r| {
-                let t = token_from_row(r)?;
-                let g = grant_from_row_at(r, TOKEN_COLS.split(", ").count())?;
-                Ok((t, g))
+        let found = self
+            .read(move |c| {
+                map_opt(c, &TOKEN_WITH_GRANT, args![&key], |r| {
+                    let t = token_from_row(r)?;
+                    let g = grant_from_row_at(r, TOKEN_COLS.split(", ").count())?;
+                    Ok((t, g))
+                })
             })
-        })
-        .await
+            .await?;
+        if let (Some(cache), Some(ticket), Some(v)) = (&self.cache, ticket, &found) {
+            cache.put_token(jti, ticket, v.clone());
+        }
+        Ok(found)
     }
 
     async fn revoked_tokens(&self, now: Timestamp) -> Result<Vec<IssuedToken>> {
