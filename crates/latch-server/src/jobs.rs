@@ -195,6 +195,44 @@ fn record_failure(st: &AppState, err: String) {
     s.last_error = Some(err);
 }
 
+/// Brings this node's policy up to the active version in the store, if
+/// another node applied a newer one; returns the policy in force.
+pub async fn refresh_policy(st: &AppState) -> Result<Arc<latch_policy::Bundle>, crate::error::ApiError> {
+    let current = st.policy();
+    let Some(v) = st.store.active_policy().await? else { return Ok(current) };
+    if v.hash == current.hash() {
+        return Ok(current);
+    }
+    let next = Arc::new(
+        latch_policy::Bundle::from_files(&v.files)
+            .map_err(|e| crate::error::ApiError::internal(format!("stored policy {} does not load: {e}", v.hash)))?,
+    );
+    tracing::info!(hash = %v.hash, previous = %current.hash(), "policy version changed on another node: reloaded");
+    st.set_policy(next.clone());
+    Ok(next)
+}
+
+/// Follows policy applies made on other nodes: at once when the store's
+/// invalidation epoch moves (a NOTIFY), and every few seconds regardless.
+pub async fn follow_policy(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut seen, mut since_check) = (st.store.invalidation_epoch(), 0u32);
+    loop {
+        tick.tick().await;
+        let epoch = st.store.invalidation_epoch();
+        since_check += 1;
+        if epoch == seen && since_check < 100 {
+            continue;
+        }
+        since_check = 0;
+        match refresh_policy(&st).await {
+            Ok(_) => seen = epoch,
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the policy from the store"),
+        }
+    }
+}
+
 /// Drops retired token keys once no token they signed is still unexpired.
 pub async fn prune_token_keys(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -135,6 +135,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         tokio::spawn(checkpoint_ticker(store.clone(), audit_key.clone(), cfg.checkpoint_interval)),
         tokio::spawn(jobs::sweeper(state.clone())),
         tokio::spawn(jobs::prune_token_keys(state.clone())),
+        tokio::spawn(jobs::follow_policy(state.clone())),
     ];
     if let Some(url) = cfg.jit.webhook.clone() {
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));

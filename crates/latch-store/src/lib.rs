@@ -213,4 +213,8 @@ pub trait Store: JitStore + Send + Sync + 'static {
     fn is_leader(&self) -> bool;
     /// A round trip to the database, for health checks.
     async fn ping(&self) -> Result<()>;
+    /// Moves whenever this node learns of a committed change that can make
+    /// what it holds in memory stale (revocations, policy applies), whichever
+    /// node made it. See [`cache`].
+    fn invalidation_epoch(&self) -> u64;
 }

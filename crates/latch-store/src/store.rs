@@ -25,6 +25,7 @@ pub struct SqlStore {
     pub(crate) engine: Engine,
     /// Hot reads cached on PostgreSQL (see [`crate::cache`]); None on SQLite.
     pub(crate) cache: Option<ReadCache>,
+    pub(crate) inv: Invalidation,
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -71,11 +72,12 @@ impl SqlStore {
     ) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Job>>();
         let cache = cached.then(|| ReadCache::new(inv.clone()));
+        let store_inv = inv.clone();
         let handle = std::thread::Builder::new()
             .name("latch-store-writer".into())
             .spawn(move || writer::run(connect, rx, clock, head, Some(conn), inv))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(SqlStore { engine, cache, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
+        Ok(SqlStore { engine, cache, inv: store_inv, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
     }
 
     /// The SQLite file, for the SQLite backend.

@@ -58,7 +58,8 @@ pub async fn apply(
     ApiJson(req): ApiJson<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResponse>> {
     let next = parse_bundle(&req.files)?;
-    let current = st.policy();
+    // Plan against the version in force in the store, which another node may have changed.
+    let current = crate::jobs::refresh_policy(&st).await?;
     let plan = serde_json::to_value(current.plan(&next)).map_err(ApiError::internal)?;
     let unchanged = next.hash() == current.hash();
     let mut resp = ApplyResponse {

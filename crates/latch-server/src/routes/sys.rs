@@ -23,6 +23,8 @@ pub struct Health {
     pub database: String,
     /// Whether this node runs the background work (always true on SQLite).
     pub leader: bool,
+    /// The content hash of the policy version this node decides with.
+    pub policy_version: String,
 }
 
 #[utoipa::path(get, path = "/v1/sys/health", tag = "sys",
@@ -31,6 +33,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let version = env!("CARGO_PKG_VERSION").to_string();
     let storage = st.store.backend_name().to_string();
     let leader = st.store.is_leader();
+    let policy_version = st.policy().hash().to_string();
     match st.store.audit_head().await {
         Ok((seq, _)) => (
             StatusCode::OK,
@@ -41,6 +44,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 storage,
                 database: "ok".into(),
                 leader,
+                policy_version,
             }),
         ),
         Err(e) => {
@@ -52,6 +56,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 storage,
                 database: "unreachable".into(),
                 leader,
+                policy_version,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(health))
         }

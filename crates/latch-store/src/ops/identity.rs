@@ -701,6 +701,10 @@ impl Store for SqlStore {
         }
     }
 
+    fn invalidation_epoch(&self) -> u64 {
+        self.inv.epoch()
+    }
+
     async fn ping(&self) -> Result<()> {
         self.read(|c| c.query("SELECT 1", args![]).map(|_| ())).await
     }

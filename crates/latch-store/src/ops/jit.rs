@@ -221,6 +221,8 @@ impl JitStore for SqlStore {
                      ON CONFLICT (hash) DO UPDATE SET active = TRUE",
                     args![v.hash, files, v.created_at, v.created_by],
                 )?;
+            // Other nodes reload the policy when they hear of this.
+            ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())
         })

@@ -66,13 +66,22 @@ impl Server {
 
     /// A dev server on an existing data directory (restarts keep state).
     pub fn start_in(data: &Path, extra: &[&str]) -> Server {
-        let log = data.with_extension(format!("log.{}", std::process::id()));
-        let log = unique(&log);
-        let logf = std::fs::File::create(&log).unwrap();
         let pgdb = on_postgres().then(|| {
             std::fs::create_dir_all(data.parent().unwrap()).unwrap();
             pg::cluster().db_for(data)
         });
+        Server::launch(data, pgdb, extra)
+    }
+
+    /// One node of several sharing PostgreSQL database `db`.
+    pub fn start_node(data: &Path, db: &str, extra: &[&str]) -> Server {
+        Server::launch(data, Some(db.to_string()), extra)
+    }
+
+    fn launch(data: &Path, pgdb: Option<String>, extra: &[&str]) -> Server {
+        let log = data.with_extension(format!("log.{}", std::process::id()));
+        let log = unique(&log);
+        let logf = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
         cmd.args(["server", "--dev", "--test-clock", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
