@@ -34,8 +34,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
-use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
 use crate::cache::Invalidation;
+use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
 use crate::sql::{Db, Row, Value, dollar_placeholders};
 use crate::writer::{Head, TxConn, load_head};
 use crate::{Result, StoreError, args};
@@ -320,22 +320,30 @@ impl PgEngine {
     }
 
     /// Runs `f` on a pooled connection on the blocking pool, at most
-    /// `max_connections` at once.
+    /// `max_connections` at once. A pooled connection found dead (the
+    /// database restarted) empties the pool and `f` runs once more on a
+    /// fresh connection: reads are idempotent.
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+        F: Fn(&dyn Db) -> Result<T> + Send + 'static,
     {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let (idle, cfg) = (self.idle.clone(), self.cfg.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match pooled {
+            let was_pooled = pooled.is_some();
+            let mut conn = match pooled {
                 Some(c) => c,
                 None => PgConn::connect(&cfg)?,
             };
-            let out = f(&conn);
+            let mut out = f(&conn);
+            if was_pooled && matches!(out, Err(StoreError::Unavailable(_))) {
+                idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                conn = PgConn::connect(&cfg)?;
+                out = f(&conn);
+            }
             if !conn.is_closed() && !matches!(out, Err(StoreError::Unavailable(_))) {
                 idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             }

@@ -16,7 +16,8 @@ use crate::{Result, StoreError};
 
 pub(crate) enum Engine {
     Sqlite(SqliteEngine),
-    Postgres(PgEngine),
+    // Boxed: the PostgreSQL engine is much larger, and there is one per store.
+    Postgres(Box<PgEngine>),
 }
 
 /// The store: a writer thread doing group commit, and a read path, over
@@ -55,7 +56,7 @@ impl SqlStore {
             let inv = Invalidation::default();
             let (engine, conn, head) = PgEngine::open(&dsn, &opts, clock.as_ref(), inv.clone())?;
             let connect = engine.connector();
-            Self::start(Engine::Postgres(engine), connect, conn, head, clock, inv, opts.cache)
+            Self::start(Engine::Postgres(Box::new(engine)), connect, conn, head, clock, inv, opts.cache)
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
@@ -77,7 +78,13 @@ impl SqlStore {
             .name("latch-store-writer".into())
             .spawn(move || writer::run(connect, rx, clock, head, Some(conn), inv))
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(SqlStore { engine, cache, inv: store_inv, jobs: Mutex::new(Some(tx)), writer_thread: Mutex::new(Some(handle)) })
+        Ok(SqlStore {
+            engine,
+            cache,
+            inv: store_inv,
+            jobs: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(handle)),
+        })
     }
 
     /// The SQLite file, for the SQLite backend.
@@ -112,7 +119,7 @@ impl SqlStore {
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+        F: Fn(&dyn Db) -> Result<T> + Send + 'static,
     {
         match &self.engine {
             Engine::Sqlite(e) => e.read(f),
@@ -124,7 +131,7 @@ impl SqlStore {
     pub(crate) async fn scan<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Db) -> Result<T> + Send + 'static,
+        F: Fn(&dyn Db) -> Result<T> + Send + 'static,
     {
         match &self.engine {
             Engine::Sqlite(e) => e.scan(f).await,

@@ -199,26 +199,20 @@ pub(crate) fn run<C: TxConn>(
                 Err(_) => break,
             }
         }
-        let outcome = match conn.as_mut() {
-            Some(c) => Ok(c),
-            None => connect().map(|c| conn.insert(c)),
-        }
-        .and_then(|c| run_batch(c, &mut batch, clock.as_ref(), &mut head));
+        let outcome =
+            begin(&mut conn, &mut connect, &mut head).and_then(|c| run_batch(c, &mut batch, clock.as_ref(), &mut head));
         if let Ok(true) = outcome {
             inv.bump();
         }
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, "write transaction failed");
-            match conn.as_mut() {
-                // The in-memory head may include rolled-back events: reload it.
-                Some(c) => {
-                    c.rollback();
-                    match load_head(c.db()) {
-                        Ok(h) => head = h,
-                        Err(_) => conn = None,
-                    }
+            // The in-memory head may include rolled-back events: reload it.
+            if let Some(c) = conn.as_mut() {
+                c.rollback();
+                match load_head(c.db()) {
+                    Ok(h) => head = h,
+                    Err(_) => conn = None,
                 }
-                None => {}
             }
             if matches!(e, StoreError::Unavailable(_)) {
                 conn = None;
@@ -230,9 +224,36 @@ pub(crate) fn run<C: TxConn>(
     }
 }
 
-/// Runs one batch; returns whether a committed job invalidated cached reads.
+/// Opens the batch's transaction. A connection that turns out dead at this
+/// point (the database restarted while it sat idle) is replaced once: no job
+/// has run yet, so nothing can be applied twice.
+fn begin<'c, C: TxConn>(
+    conn: &'c mut Option<C>,
+    connect: &mut impl FnMut() -> Result<C>,
+    head: &mut Head,
+) -> Result<&'c mut C> {
+    if let Some(c) = conn.as_mut() {
+        match c.begin(head) {
+            Ok(h) => {
+                *head = h;
+            }
+            Err(StoreError::Unavailable(_)) => {
+                *conn = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if conn.is_none() {
+        let mut fresh = connect()?;
+        *head = fresh.begin(head)?;
+        *conn = Some(fresh);
+    }
+    conn.as_mut().ok_or(StoreError::Closed)
+}
+
+/// Runs one batch in the transaction [`begin`] opened; returns whether a
+/// committed job invalidated cached reads.
 fn run_batch<C: TxConn>(conn: &mut C, batch: &mut [Box<dyn Job>], clock: &dyn Clock, head: &mut Head) -> Result<bool> {
-    *head = conn.begin(head)?;
     let mut invalidated = false;
     let db = conn.db();
     for job in batch.iter_mut() {

@@ -19,10 +19,11 @@ fn snapshot(s: &Server) -> Vec<String> {
         s.sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
     };
     // One query for all counts: each psql run costs a process.
-    let counts: Vec<String> =
-        tables.iter().map(|t| format!("SELECT '{t}', COUNT(*) FROM \"{t}\"")).chain(std::iter::once(
-            "SELECT 'head', COALESCE(MAX(seq), 0) FROM audit_events".to_string(),
-        )).collect();
+    let counts: Vec<String> = tables
+        .iter()
+        .map(|t| format!("SELECT '{t}', COUNT(*) FROM \"{t}\""))
+        .chain(std::iter::once("SELECT 'head', COALESCE(MAX(seq), 0) FROM audit_events".to_string()))
+        .collect();
     s.sql(&counts.join(" UNION ALL "))
 }
 

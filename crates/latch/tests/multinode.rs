@@ -67,7 +67,7 @@ fn copy_keys(from: &Path, to: &Path) {
 
 struct Nodes {
     nodes: Vec<Server>,
-    db: String,
+
     tmp: tempfile::TempDir,
 }
 
@@ -83,12 +83,13 @@ impl Nodes {
             copy_keys(&tmp.path().join("a"), &data);
             nodes.push(Server::start_node(&data, &db, &[]));
         }
-        let n = Nodes { nodes, db, tmp };
+        let n = Nodes { nodes, tmp };
         let a = &n.nodes[0];
         for g in ["eng", "leads", "dba-leads"] {
             a.cli(&["group", "create", g]).ok();
         }
-        for (u, gs) in [("alice", &["eng"][..]), ("dba1", &["dba-leads"]), ("dba2", &["dba-leads"]), ("dba3", &["dba-leads"])]
+        for (u, gs) in
+            [("alice", &["eng"][..]), ("dba1", &["dba-leads"]), ("dba2", &["dba-leads"]), ("dba3", &["dba-leads"])]
         {
             a.create_user(u, PW, gs);
         }
@@ -157,7 +158,8 @@ fn approvals_on_different_nodes_give_exactly_one_grant_and_the_merged_chain_veri
         ["dba1", "dba2", "dba3"].iter().enumerate().map(|(i, u)| (i, n.login(i, u))).collect();
     for round in 0..10 {
         let at = &n.nodes[round % 3];
-        let out = post(at, "/v1/requests", &alice, json!({ "role": "prod-db", "reason": format!("migration {round}") }));
+        let out =
+            post(at, "/v1/requests", &alice, json!({ "role": "prod-db", "reason": format!("migration {round}") }));
         assert_eq!(out["request"]["state"], "pending", "{out}");
         let id = out["request"]["id"].as_str().unwrap().to_string();
         // Each approver on a different node, all at once.

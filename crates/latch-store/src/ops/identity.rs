@@ -241,8 +241,13 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
     };
     let Some(kind) = PrincipalKind::parse(&r.get::<String>(2)?) else { return Ok(None) };
     let (session_id, id, mfa, expires_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(7)?);
-    let mut groups =
-        rows.iter().map(|r| r.get::<Option<String>>(6)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect::<Vec<_>>();
+    let mut groups = rows
+        .iter()
+        .map(|r| r.get::<Option<String>>(6))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
     groups.sort();
     Ok(Some((Principal { id, name, kind, groups, mfa, session_id }, expires_at)))
 }
@@ -618,7 +623,6 @@ impl Store for SqlStore {
         }
         Ok(found.map(|(p, _)| p))
     }
-
 
     async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()> {
         let session_id = session_id.to_string();

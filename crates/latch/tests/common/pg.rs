@@ -147,6 +147,8 @@ impl Cluster {
             pid = std::process::id(),
             dir = self.dir.display()
         );
+        // Deliberately never waited for: the watchdog must outlive this process.
+        #[allow(clippy::zombie_processes)]
         Command::new("setsid")
             .args(["sh", "-c", &script])
             .stdin(Stdio::null())

@@ -1,0 +1,91 @@
+//! Losing the database: nodes fail closed (privileged operations refused
+//! with a clear error, health degraded), recover on their own when it
+//! returns, and lose nothing they acknowledged. A test binary of its own,
+//! because it stops its PostgreSQL cluster.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, pg};
+use serde_json::json;
+
+const PW: &str = "correct horse battery";
+
+fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn copy_keys(from: &Path, to: &Path) {
+    let dst = to.join("keys");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(from.join("keys")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = pg::cluster().fresh_db();
+    let a = Server::start_node(&tmp.path().join("a"), &db, &[]);
+    copy_keys(&tmp.path().join("a"), &tmp.path().join("b"));
+    let b = Server::start_node(&tmp.path().join("b"), &db, &[]);
+    let mut acknowledged = Vec::new();
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let name = format!("user{i}");
+        node.create_user(&name, PW, &[]);
+        acknowledged.push(name);
+    }
+    let alice_token = {
+        a.create_user("alice", PW, &[]);
+        a.login("alice", PW, None).unwrap()
+    };
+    let head_before = a.cli(&["audit", "verify", "-o", "json"]).ok().json()["events"].as_u64().unwrap();
+
+    pg::cluster().kill();
+
+    for node in [&a, &b] {
+        eventually("health to report the database unreachable", Duration::from_secs(10), || {
+            let (status, h) = node.http("GET", "/v1/sys/health", None, None);
+            status == 503 && h["status"] == "degraded" && h["database"] == "unreachable"
+        });
+        // Privileged operations are refused, with an error that says why.
+        let out = node.cli(&["user", "create", "mallory"]);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("database") && out.stderr.contains("retry"), "{}", out.stderr);
+        let (status, body) = node.http("GET", "/v1/auth/whoami", Some(&alice_token), None);
+        assert_eq!(status, 503, "a session cannot be checked, so it is not honoured: {body}");
+        assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        let (status, _) = node.http("POST", "/v1/auth/login", None, Some(&json!({ "user": "alice", "password": PW })));
+        assert_eq!(status, 503);
+    }
+
+    pg::cluster().restart();
+
+    for node in [&a, &b] {
+        eventually("the node to recover", Duration::from_secs(20), || {
+            node.http("GET", "/v1/sys/health", None, None).0 == 200
+        });
+        let (status, me) = node.http("GET", "/v1/auth/whoami", Some(&alice_token), None);
+        assert_eq!(status, 200, "{me}");
+    }
+    b.create_user("after", PW, &[]);
+    let users = a.cli(&["user", "list", "-o", "json"]).ok().json();
+    let names: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    for name in &acknowledged {
+        assert!(names.contains(&name.as_str()), "acknowledged {name} lost: {names:?}");
+    }
+    assert!(!names.contains(&"mallory"), "a refused change must not appear");
+    let report = b.cli(&["audit", "verify", "-o", "json"]).ok().json();
+    assert!(report["events"].as_u64().unwrap() > head_before, "{report}");
+}
