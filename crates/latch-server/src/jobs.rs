@@ -26,10 +26,15 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 pub async fn sweeper(st: AppState) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tick.tick().await;
         if !st.store.is_leader() {
             continue;
+        }
+        ticks += 1;
+        if ticks % 120 == 1 {
+            prune_login_failures(&st).await;
         }
         let expire = Box::new(|g: &latch_store::Grant| {
             AuditDraft::new("system", "grant.expire", format!("grant:{}", g.id)).details(json!({
@@ -49,6 +54,15 @@ pub async fn sweeper(st: AppState) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "sweeper failed"),
         }
+    }
+}
+
+/// Forgets failed logins that no throttling window can still count.
+async fn prune_login_failures(st: &AppState) {
+    let keep = st.auth.per_identity.window.max(st.auth.per_source.window);
+    let before = latch_core::Timestamp(st.clock.now().millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+    if let Err(e) = st.store.prune_login_failures(before).await {
+        tracing::warn!(error = %e, "cannot prune failed-login records");
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 use axum_server::Handle;
 use latch_audit::AuditDraft;
 use latch_core::principal::ADMIN_GROUP;
-use latch_core::ratelimit::FailureLimiter;
 use latch_core::{Clock, OffsetClock, PrincipalKind, SystemClock};
 use latch_crypto::{Secret, SigningKey, new_id, new_token, token_hash};
 use latch_store::{NewSession, NewUser, SqlStore, Store, StoreError};
@@ -21,7 +20,7 @@ use serde_json::json;
 use crate::config::{Config, Storage};
 use crate::jobs;
 use crate::keys::{self, KeyError};
-use crate::state::{AppState, Inner, Limiters, NotifyStatus};
+use crate::state::{AppState, Inner, NotifyStatus};
 use crate::token_keys::TokenKeyring;
 use latch_policy::Bundle;
 
@@ -105,10 +104,6 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         clock: clock.clone(),
         audit_key: audit_key.clone(),
         auth: cfg.auth.clone(),
-        limiters: Mutex::new(Limiters {
-            identity: FailureLimiter::new(cfg.auth.per_identity),
-            source: FailureLimiter::new(cfg.auth.per_source),
-        }),
         test_clock,
         dummy_hash,
         policy: RwLock::new(Arc::new(policy)),
@@ -249,6 +244,7 @@ async fn bootstrap(st: &AppState, dev: bool) -> Result<Option<Secret>, ServeErro
         mfa: false,
         source: "bootstrap".into(),
         expires_at: st.clock.now().plus(st.auth.session_ttl),
+        clears_failures: None,
     };
     let ev = AuditDraft::new("system", "auth.bootstrap_token", format!("user:{BOOTSTRAP_ADMIN}"))
         .details(json!({ "session_id": session.id }));

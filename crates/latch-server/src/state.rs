@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use latch_core::ratelimit::{FailureLimiter, Limit};
+use latch_core::ratelimit::Limit;
 use latch_core::{Clock, OffsetClock};
 use latch_crypto::SigningKey;
 use latch_policy::Bundle;
@@ -58,17 +58,11 @@ pub struct NotifyStatus {
     pub cursor: i64,
 }
 
-pub struct Limiters {
-    pub identity: FailureLimiter,
-    pub source: FailureLimiter,
-}
-
 pub struct Inner {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub audit_key: Arc<SigningKey>,
     pub auth: AuthSettings,
-    pub limiters: Mutex<Limiters>,
     /// Present only on a dev server started with `--test-clock`.
     pub test_clock: Option<OffsetClock>,
     /// Verified against when a login names no user, to equalise timing.
@@ -107,8 +101,5 @@ impl AppState {
     }
     pub fn notify_status(&self) -> std::sync::MutexGuard<'_, NotifyStatus> {
         self.notify.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    pub fn limiters(&self) -> std::sync::MutexGuard<'_, Limiters> {
-        self.limiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

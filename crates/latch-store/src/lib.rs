@@ -193,6 +193,14 @@ pub trait Store: JitStore + Send + Sync + 'static {
     async fn authenticate(&self, token_hash: &str, now: Timestamp) -> Result<Option<Principal>>;
     async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()>;
 
+    // --- login throttling, shared by every node ---
+    /// Failed logins at or after `since` for each of `keys`.
+    async fn login_failures(&self, keys: Vec<String>, since: Timestamp) -> Result<Vec<(String, Timestamp)>>;
+    /// Records a failed login against each of `keys`, with its audit event.
+    async fn record_login_failure(&self, keys: Vec<String>, audit: AuditDraft) -> Result<AuditEvent>;
+    /// Forgets failures before `before`; returns how many.
+    async fn prune_login_failures(&self, before: Timestamp) -> Result<u64>;
+
     // --- audit ---
     /// Appends an event that accompanies no other change (e.g. a failed login).
     async fn append_audit(&self, audit: AuditDraft) -> Result<AuditEvent>;

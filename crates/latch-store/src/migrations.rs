@@ -11,7 +11,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "jit", sql: include_str!("../migrations/0002_jit.sql") },
-    Migration { version: 3, name: "invalidations", sql: include_str!("../migrations/0003_invalidations.sql") },
+    Migration { version: 3, name: "cluster", sql: include_str!("../migrations/0003_cluster.sql") },
 ];
 
 pub const LATEST: i64 = 3;

@@ -67,6 +67,8 @@ pub struct NewSession {
     pub mfa: bool,
     pub source: String,
     pub expires_at: Timestamp,
+    /// A throttling key whose failed logins this success forgets.
+    pub clears_failures: Option<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -114,6 +114,7 @@ async fn sessions_resolve_until_expiry_revocation_or_disable() {
         mfa: true,
         source: "127.0.0.1".into(),
         expires_at: clock.now_plus_secs(60),
+        clears_failures: None,
     };
     store.login(session("ses_1", "h1"), Some(100), draft(1)).await.unwrap();
     let p = store.authenticate("h1", clock_now(&clock)).await.unwrap().unwrap();

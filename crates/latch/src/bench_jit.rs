@@ -102,11 +102,11 @@ pub fn policy(g: &Global, roles: usize, principals: usize, decisions: usize) -> 
     Ok(())
 }
 
-struct DevServer {
+pub(crate) struct DevServer {
     child: std::process::Child,
-    addr: String,
-    token: String,
-    _dir: tempfile::TempDir,
+    pub addr: String,
+    pub token: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for DevServer {
@@ -118,10 +118,19 @@ impl Drop for DevServer {
 
 fn start_dev_server() -> anyhow::Result<DevServer> {
     let dir = tempfile::Builder::new().prefix("latch-bench-").tempdir()?;
+    let mut srv = start_dev_server_in(&dir.path().join("data"), &[])?;
+    srv._dir = Some(dir);
+    Ok(srv)
+}
+
+/// A dev server on data directory `data`, with extra arguments (e.g. `--storage`).
+pub(crate) fn start_dev_server_in(data: &std::path::Path, extra: &[&str]) -> anyhow::Result<DevServer> {
     let exe = std::env::current_exe().context("cannot find the latch binary")?;
     let mut child = Command::new(exe)
         .args(["server", "--dev", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
+        .arg(data)
+        .args(extra)
+        .env_remove("LATCH_STORAGE")
         .env("LATCH_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -142,14 +151,14 @@ fn start_dev_server() -> anyhow::Result<DevServer> {
         }
     }
     anyhow::ensure!(!token.is_empty(), "the dev server did not start");
-    Ok(DevServer { child, addr, token, _dir: dir })
+    Ok(DevServer { child, addr, token, _dir: None })
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections_per_host(64).build().into()
 }
 
-fn post(agent: &ureq::Agent, url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
+pub(crate) fn post(agent: &ureq::Agent, url: &str, token: &str, body: &Value) -> anyhow::Result<Value> {
     let mut resp = agent.post(url).header("Authorization", &format!("Bearer {token}")).send_json(body)?;
     let status = resp.status().as_u16();
     let v: Value = resp.body_mut().read_json().unwrap_or(Value::Null);

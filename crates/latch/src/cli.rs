@@ -420,6 +420,27 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Several nodes on one PostgreSQL database: request + token throughput
+    /// with 1 node, then with N nodes (clients spread over them), and how fast
+    /// a revocation on one node reaches another. Creates (and drops) its own
+    /// databases through the given connection.
+    Cluster {
+        /// A PostgreSQL URL whose user may create databases, postgres://…
+        #[arg(long, env = "LATCH_STORAGE")]
+        storage: String,
+        /// Nodes in the multi-node run.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Request + token pairs per run.
+        #[arg(long, default_value_t = 3_000)]
+        requests: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Revocation propagation trials.
+        #[arg(long, default_value_t = 200)]
+        trials: usize,
+    },
     /// Durable audit appends per second with concurrent writers (group commit),
     /// then `audit verify` over the resulting log.
     Audit {

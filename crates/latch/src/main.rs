@@ -5,6 +5,7 @@
 
 mod audit_cmd;
 mod bench;
+mod bench_cluster;
 mod bench_jit;
 mod cli;
 mod client;

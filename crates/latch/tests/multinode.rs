@@ -263,3 +263,38 @@ fn background_work_moves_to_another_node_when_its_node_dies() {
     assert_eq!(expiries[0]["target"], format!("grant:{grant}"));
     s.cli(&["audit", "verify"]).ok();
 }
+
+#[test]
+fn login_throttling_counts_failures_on_every_node() {
+    let n = Nodes::start();
+    // Five failures spread over three nodes lock the identity everywhere.
+    for i in 0..5 {
+        assert!(n.nodes[i % 3].login("alice", "wrong password", None).is_err());
+    }
+    for node in &n.nodes {
+        let (status, body) =
+            node.http("POST", "/v1/auth/login", None, Some(&json!({ "user": "alice", "password": PW })));
+        assert_eq!(status, 429, "{body}");
+    }
+    // The window passes (on every node's clock); a success forgets the failures.
+    for node in &n.nodes {
+        node.advance("6m");
+    }
+    n.login(1, "alice");
+    for i in 0..4 {
+        assert!(n.nodes[i % 3].login("alice", "wrong password", None).is_err());
+    }
+    n.login(2, "alice");
+}
+
+#[test]
+fn operator_migrate_prepares_a_database_ahead_of_a_rollout() {
+    let db = pg::cluster().fresh_db();
+    let out = run_cli("", "", &["operator", "migrate", "--storage", &pg::cluster().dsn(&db)], None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("schema is at version"), "{}", out.stdout);
+    let versions = pg::cluster().psql(&db, "SELECT version FROM schema_migrations ORDER BY version");
+    assert_eq!(versions, ["1", "2", "3"]);
+    let bad = run_cli("", "", &["operator", "migrate", "--storage", "mysql://x"], None);
+    assert_eq!(bad.code, 2, "{bad:?}");
+}

@@ -84,19 +84,34 @@ fn attempted(kind: &str, name: &str) -> String {
     }
 }
 
-fn limited(st: &AppState, identity: &str, source: &str, now: Timestamp) -> Option<u64> {
-    let l = st.limiters();
-    let a = l.identity.check(identity, now);
-    let b = l.source.check(source, now);
-    a.max(b).map(|d| d.as_secs().max(1))
+/// The throttling key of a source address.
+fn source_key(source: &str) -> String {
+    format!("source:{source}")
 }
 
-fn record_failure(st: &AppState, identity: &str, source: &str, now: Timestamp) {
-    let mut l = st.limiters();
-    l.identity.record_failure(identity, now);
-    l.source.record_failure(source, now);
-    l.identity.prune(now);
-    l.source.prune(now);
+/// Seconds until `identity` or `source` may try again, if either is locked.
+/// Failures are counted in the store, so every node sees the same ones.
+async fn limited(st: &AppState, identity: &str, source: &str, now: Timestamp) -> ApiResult<Option<u64>> {
+    let (id_limit, src_limit) = (st.auth.per_identity, st.auth.per_source);
+    let since =
+        Timestamp(now.millis() - i64::try_from(id_limit.window.max(src_limit.window).as_millis()).unwrap_or(i64::MAX));
+    let src = source_key(source);
+    let failures = st.store.login_failures(vec![identity.to_string(), src.clone()], since).await?;
+    let times = |key: &str| failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect::<Vec<_>>();
+    let a = id_limit.locked_for(&times(identity), now);
+    let b = src_limit.locked_for(&times(&src), now);
+    Ok(a.max(b).map(|d| d.as_secs().max(1)))
+}
+
+/// A failed attempt: counted against the identity and the source, and
+/// audited, in one transaction (a failing store is a 5xx, not a silent refusal).
+async fn fail(st: &AppState, ctx: &Ctx, target: &str, reason: &str, err: ApiError) -> ApiError {
+    let ev =
+        ctx.audit("anonymous", "auth.login", target).outcome(Outcome::Failure).details(json!({ "reason": reason }));
+    match st.store.record_login_failure(vec![target.to_string(), source_key(&ctx.source)], ev).await {
+        Ok(_) => err,
+        Err(e) => ApiError::from(e),
+    }
 }
 
 /// Audits a failed attempt; the audit append must succeed for the refusal to
@@ -119,6 +134,7 @@ async fn open_session(
     mfa: bool,
     totp_step: Option<i64>,
     method: &str,
+    throttle_key: &str,
 ) -> ApiResult<LoginResponse> {
     let (id, name, kind) = principal;
     let ttl = match kind {
@@ -134,6 +150,7 @@ async fn open_session(
         mfa,
         source: ctx.source.clone(),
         expires_at: st.clock.now().plus(ttl),
+        clears_failures: Some(throttle_key.to_string()),
     };
     let target = format!("{}:{name}", kind.as_str());
     let ev = ctx
@@ -159,9 +176,8 @@ pub async fn login(
 ) -> ApiResult<Json<LoginResponse>> {
     let now = st.clock.now();
     let target = attempted("user", &req.user);
-    let id_key = target.clone();
     let bad = || ApiError::Unauthenticated("invalid user name or password".into());
-    if let Some(secs) = limited(&st, &id_key, &ctx.source, now) {
+    if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
         return Err(refuse(&st, &ctx, &target, "rate_limited", ApiError::RateLimited { retry_after_secs: secs }).await);
     }
     let user = match validate_name("user", &req.user) {
@@ -180,8 +196,7 @@ pub async fn login(
                 Some(u) if u.password_hash.is_none() => "no_password",
                 Some(_) => "bad_password",
             };
-            record_failure(&st, &id_key, &ctx.source, now);
-            return Err(refuse(&st, &ctx, &target, reason, bad()).await);
+            return Err(fail(&st, &ctx, &target, reason, bad()).await);
         }
     };
 
@@ -197,9 +212,8 @@ pub async fn login(
             Some(step) if user.totp_last_step.is_none_or(|last| step > last) => (true, Some(step)),
             matched => {
                 let reason = if matched.is_some() { "totp_replayed" } else { "bad_totp" };
-                record_failure(&st, &id_key, &ctx.source, now);
                 let err = ApiError::Unauthenticated("invalid or already used TOTP code".into());
-                return Err(refuse(&st, &ctx, &target, reason, err).await);
+                return Err(fail(&st, &ctx, &target, reason, err).await);
             }
         },
         (_, _, Some(_)) => {
@@ -213,16 +227,12 @@ pub async fn login(
     };
 
     let method = if mfa { "password+totp" } else { "password" };
-    match open_session(&st, &ctx, (&user.id, &user.name, PrincipalKind::User), mfa, step, method).await {
-        Ok(resp) => {
-            st.limiters().identity.clear(&id_key);
-            Ok(Json(resp))
-        }
+    match open_session(&st, &ctx, (&user.id, &user.name, PrincipalKind::User), mfa, step, method, &target).await {
+        Ok(resp) => Ok(Json(resp)),
         // Lost a race with another login using the same code.
         Err(ApiError::Conflict(_)) => {
-            record_failure(&st, &id_key, &ctx.source, now);
             let err = ApiError::Unauthenticated("invalid or already used TOTP code".into());
-            Err(refuse(&st, &ctx, &target, "totp_replayed", err).await)
+            Err(fail(&st, &ctx, &target, "totp_replayed", err).await)
         }
         Err(e) => Err(e),
     }
@@ -238,7 +248,7 @@ pub async fn sp_login(
     let now = st.clock.now();
     let target = attempted("service_principal", &req.client_id);
     let bad = || ApiError::Unauthenticated("invalid client id or secret".into());
-    if let Some(secs) = limited(&st, &target, &ctx.source, now) {
+    if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
         return Err(refuse(&st, &ctx, &target, "rate_limited", ApiError::RateLimited { retry_after_secs: secs }).await);
     }
     let sp = match validate_name("service principal", &req.client_id) {
@@ -255,14 +265,19 @@ pub async fn sp_login(
                 Some(sp) if sp.disabled => "disabled",
                 Some(_) => "bad_secret",
             };
-            record_failure(&st, &target, &ctx.source, now);
-            return Err(refuse(&st, &ctx, &target, reason, bad()).await);
+            return Err(fail(&st, &ctx, &target, reason, bad()).await);
         }
     };
-    let resp =
-        open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), false, None, "client_secret")
-            .await?;
-    st.limiters().identity.clear(&target);
+    let resp = open_session(
+        &st,
+        &ctx,
+        (&sp.id, &sp.name, PrincipalKind::ServicePrincipal),
+        false,
+        None,
+        "client_secret",
+        &target,
+    )
+    .await?;
     Ok(Json(resp))
 }
 

@@ -593,6 +593,9 @@ impl Store for SqlStore {
                     ],
                 )
                 ?;
+            if let Some(key) = &s.clears_failures {
+                ctx.exec("DELETE FROM login_failures WHERE key = ?1", args![key])?;
+            }
             ctx.audit(audit)?;
             Ok(Session {
                 id: s.id,
@@ -622,6 +625,36 @@ impl Store for SqlStore {
             cache.put_session(token_hash, ticket, p.clone(), *expires_at);
         }
         Ok(found.map(|(p, _)| p))
+    }
+
+    async fn login_failures(&self, keys: Vec<String>, since: Timestamp) -> Result<Vec<(String, Timestamp)>> {
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for k in &keys {
+                out.extend(map_rows(
+                    c,
+                    "SELECT key, at FROM login_failures WHERE key = ?1 AND at >= ?2 ORDER BY at DESC LIMIT 1000",
+                    args![k, since],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_login_failure(&self, keys: Vec<String>, audit: AuditDraft) -> Result<AuditEvent> {
+        self.write(move |ctx| {
+            for k in &keys {
+                ctx.exec("INSERT INTO login_failures (key, at) VALUES (?1, ?2)", args![k, ctx.now()])?;
+            }
+            ctx.audit(audit)
+        })
+        .await
+    }
+
+    async fn prune_login_failures(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |ctx| ctx.exec("DELETE FROM login_failures WHERE at < ?1", args![before])).await
     }
 
     async fn revoke_session(&self, session_id: &str, audit: AuditDraft) -> Result<()> {
