@@ -17,6 +17,7 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod token_keys;
+pub mod verified;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};

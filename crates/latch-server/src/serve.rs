@@ -111,6 +111,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         issuer,
         jit: cfg.jit.clone(),
         notify: Mutex::new(NotifyStatus::default()),
+        verified: Default::default(),
     }));
 
     store

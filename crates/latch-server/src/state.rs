@@ -74,6 +74,8 @@ pub struct Inner {
     pub issuer: String,
     pub jit: JitSettings,
     pub notify: Mutex<NotifyStatus>,
+    /// Tokens whose signature verified (see [`crate::verified`]).
+    pub verified: crate::verified::VerifiedTokens,
 }
 
 #[derive(Clone)]

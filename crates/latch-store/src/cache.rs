@@ -1,7 +1,7 @@
 //! A per-node cache of the two hottest reads: resolving a session token to
 //! its principal (every API call) and a token id to its token and grant
-//! (every introspection). Used where a read is a network round trip
-//! (PostgreSQL); SQLite reads are cheaper than the bookkeeping.
+//! (every introspection). On SQLite the only invalidations are this
+//! process's own commits; on PostgreSQL they also come from other nodes.
 //!
 //! Why it cannot extend access: an entry is served only while
 //! - the node's invalidation **epoch** is the one it was read under: every

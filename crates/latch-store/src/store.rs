@@ -24,7 +24,7 @@ pub(crate) enum Engine {
 /// SQLite or PostgreSQL.
 pub struct SqlStore {
     pub(crate) engine: Engine,
-    /// Hot reads cached on PostgreSQL (see [`crate::cache`]); None on SQLite.
+    /// Cached hot reads (see [`crate::cache`]).
     pub(crate) cache: Option<ReadCache>,
     pub(crate) inv: Invalidation,
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
@@ -44,7 +44,11 @@ impl SqlStore {
             let clock = clock.clone();
             move || SqliteEngine::open(&path, clock.as_ref()).map(|(_, c, _)| c)
         };
-        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock, Invalidation::default(), false)
+        // One process is the only writer: its own commits are the only
+        // invalidations, so the feed is live from the start.
+        let inv = Invalidation::default();
+        inv.set_live(true);
+        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock, inv, true)
     }
 
     /// Connects to PostgreSQL at `dsn`, migrates (one node at a time) and

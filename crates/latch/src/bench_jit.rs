@@ -211,6 +211,7 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
     // Auto-approved request + token issue, each pair timed end to end.
     let next = AtomicUsize::new(0);
     let lat = Mutex::new(Vec::with_capacity(requests));
+    let issued = Mutex::new(Vec::with_capacity(requests));
     let failure = Mutex::new(None);
     let t0 = Instant::now();
     std::thread::scope(|s| {
@@ -218,6 +219,7 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
             s.spawn(|| {
                 let a = agent();
                 let mut mine = Vec::new();
+                let mut tokens = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < requests {
                     let t = Instant::now();
                     let r = post(
@@ -231,7 +233,10 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
                         post(&a, &format!("{}/v1/grants/{grant}/token", srv.addr), &srv.token, &json!({}))
                     });
                     match r {
-                        Ok(_) => mine.push(t.elapsed()),
+                        Ok(v) => {
+                            mine.push(t.elapsed());
+                            tokens.push(v["token"].as_str().unwrap_or_default().to_string());
+                        }
                         Err(e) => {
                             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                             return;
@@ -239,6 +244,7 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
                     }
                 }
                 lat.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+                issued.lock().unwrap_or_else(|p| p.into_inner()).extend(tokens);
             });
         }
     });
@@ -246,6 +252,7 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
         return Err(e);
     }
     let secs = t0.elapsed().as_secs_f64();
+    let issued = issued.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut lat = lat.into_inner().unwrap_or_else(|p| p.into_inner());
     lat.sort();
 
@@ -261,6 +268,31 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
     let jwt = tok["token"].as_str().context("no token")?.to_string();
     let introspect_url = format!("{}/v1/tokens/introspect", srv.addr);
     let health_url = format!("{}/v1/sys/health", srv.addr);
+    // Cold: every token issued above introspected once (a full signature check each).
+    let cursor = AtomicUsize::new(0);
+    let t_cold = Instant::now();
+    let cold_failure = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.max(1) {
+            s.spawn(|| {
+                let a = agent();
+                loop {
+                    let i = cursor.fetch_add(1, Ordering::Relaxed);
+                    let Some(t) = issued.get(i) else { return };
+                    let r = post(&a, &introspect_url, &srv.token, &json!({ "token": t }))
+                        .and_then(|v| if v["active"] == true { Ok(()) } else { Err(anyhow::anyhow!("token inactive")) });
+                    if let Err(e) = r {
+                        *cold_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = cold_failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let cold_rps = issued.len() as f64 / t_cold.elapsed().as_secs_f64();
     let introspect_rps = saturate(concurrency, seconds, |a| {
         let v = post(a, &introspect_url, &srv.token, &json!({ "token": jwt }))?;
         anyhow::ensure!(v["active"] == true, "token inactive");
@@ -277,6 +309,7 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
         "request_plus_token_per_sec": (requests as f64 / secs).round(),
         "latency_ms_p50": pct(&lat, 0.50), "latency_ms_p99": pct(&lat, 0.99),
         "introspect_per_sec": introspect_rps.round(), "health_per_sec": health_rps.round(),
+        "introspect_cold_per_sec": cold_rps.round(), "introspect_cold_tokens": issued.len(),
         "introspect_vs_health": ((introspect_rps / health_rps) * 1000.0).round() / 1000.0,
         "durability": "SQLite WAL, synchronous=FULL; every request and token issue commits its audit event",
     });
@@ -289,8 +322,12 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
             v["latency_ms_p99"].as_f64().unwrap_or_default()
         );
         println!(
-            "introspection: {} req/s; health: {} req/s; ratio {}",
+            "introspection: {} req/s (one hot token); health: {} req/s; ratio {}",
             v["introspect_per_sec"], v["health_per_sec"], v["introspect_vs_health"]
+        );
+        println!(
+            "introspection of {} distinct tokens, each once (full signature check): {} req/s",
+            v["introspect_cold_tokens"], v["introspect_cold_per_sec"]
         );
     });
     Ok(())

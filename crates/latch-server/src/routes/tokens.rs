@@ -211,9 +211,15 @@ fn introspect_token(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
 /// Full validation of a latch token at the server's current time.
 async fn check(st: &AppState, token: &str) -> ApiResult<Result<Value, &'static str>> {
     let keys = st.token_keys();
-    let claims = match jwt::verify(token, |kid| keys.find(kid)) {
-        Ok(c) => c,
-        Err(_) => return Ok(Err("signature")),
+    let claims = match st.verified.get(token, |kid| keys.find(kid).is_some()) {
+        Some(c) => c,
+        None => match (jwt::verify(token, |kid| keys.find(kid)), jwt::peek_kid(token)) {
+            (Ok(c), Ok(kid)) => {
+                st.verified.put(token, kid, c.clone());
+                c
+            }
+            _ => return Ok(Err("signature")),
+        },
     };
     let now = st.clock.now().secs();
     let exp = claims["exp"].as_i64().unwrap_or(0);
