@@ -279,8 +279,9 @@ pub fn http(g: &Global, requests: usize, concurrency: usize, seconds: u64) -> an
                 loop {
                     let i = cursor.fetch_add(1, Ordering::Relaxed);
                     let Some(t) = issued.get(i) else { return };
-                    let r = post(&a, &introspect_url, &srv.token, &json!({ "token": t }))
-                        .and_then(|v| if v["active"] == true { Ok(()) } else { Err(anyhow::anyhow!("token inactive")) });
+                    let r = post(&a, &introspect_url, &srv.token, &json!({ "token": t })).and_then(|v| {
+                        if v["active"] == true { Ok(()) } else { Err(anyhow::anyhow!("token inactive")) }
+                    });
                     if let Err(e) = r {
                         *cold_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         return;

@@ -1,7 +1,8 @@
 //! Losing the database: nodes fail closed (privileged operations refused
 //! with a clear error, health degraded), recover on their own when it
-//! returns, and lose nothing they acknowledged. A test binary of its own,
-//! because it stops its PostgreSQL cluster.
+//! returns, and lose nothing they acknowledged. Three nodes, one of them
+//! started from a configuration file. A test binary of its own, because it
+//! stops its PostgreSQL cluster.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,6 +24,43 @@ fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
     }
 }
 
+/// `latch server --config FILE` (no bootstrap token: the store is not empty).
+struct ConfigNode {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl ConfigNode {
+    fn start(config: &Path) -> ConfigNode {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::BIN)
+            .args(["server", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = std::io::BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.starts_with("LATCH_ADDR="));
+        let addr = line.expect("the configured node did not start").trim_start_matches("LATCH_ADDR=").to_string();
+        ConfigNode { child, addr }
+    }
+
+    fn health(&self) -> (u16, serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent.get(format!("{}/v1/sys/health", self.addr)).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or_default())
+    }
+}
+
+impl Drop for ConfigNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn copy_keys(from: &Path, to: &Path) {
     let dst = to.join("keys");
     std::fs::create_dir_all(&dst).unwrap();
@@ -39,6 +77,19 @@ fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
     let a = Server::start_node(&tmp.path().join("a"), &db, &[]);
     copy_keys(&tmp.path().join("a"), &tmp.path().join("b"));
     let b = Server::start_node(&tmp.path().join("b"), &db, &[]);
+    // The third node runs from a configuration file, as in production.
+    copy_keys(&tmp.path().join("a"), &tmp.path().join("c"));
+    let config = tmp.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nlog_format = \"text\"\nstorage = {:?}\n[postgres]\nmax_connections = 4\nconnect_timeout = \"2s\"\n",
+            tmp.path().join("c").display().to_string(),
+            pg::cluster().dsn(&db)
+        ),
+    )
+    .unwrap();
+    let c = ConfigNode::start(&config);
     let mut acknowledged = Vec::new();
     for i in 0..6 {
         let node = if i % 2 == 0 { &a } else { &b };
@@ -52,8 +103,15 @@ fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
     };
     let head_before = a.cli(&["audit", "verify", "-o", "json"]).ok().json()["events"].as_u64().unwrap();
 
+    let (status, h) = c.health();
+    assert_eq!((status, h["storage"].as_str(), h["database"].as_str()), (200, Some("postgres"), Some("ok")), "{h}");
+
     pg::cluster().kill();
 
+    eventually("the configured node to report the database unreachable", Duration::from_secs(10), || {
+        let (status, h) = c.health();
+        status == 503 && h["database"] == "unreachable"
+    });
     for node in [&a, &b] {
         eventually("health to report the database unreachable", Duration::from_secs(10), || {
             let (status, h) = node.http("GET", "/v1/sys/health", None, None);
@@ -71,6 +129,7 @@ fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
     }
 
     pg::cluster().restart();
+    eventually("the configured node to recover", Duration::from_secs(20), || c.health().0 == 200);
 
     for node in [&a, &b] {
         eventually("the node to recover", Duration::from_secs(20), || {
