@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod random;
+pub mod seal;
 pub mod totp;
 
 use sha2::{Digest, Sha256};
@@ -31,6 +32,9 @@ pub enum CryptoError {
     MalformedHash,
     #[error("key material is malformed: {0}")]
     BadKey(&'static str),
+    /// Wrong key, wrong context, or altered ciphertext: nothing is revealed.
+    #[error("sealed data does not open with this key: it was altered, or sealed under another key")]
+    Unseal,
 }
 
 /// SHA-256 of `data`.

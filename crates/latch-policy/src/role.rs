@@ -70,6 +70,47 @@ pub struct TokenSpec {
     pub max_ttl: Option<Duration>,
 }
 
+/// SSH user certificates that may be signed under a grant of this role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SshSpec {
+    /// Login names a certificate may carry; never empty.
+    pub principals: Vec<String>,
+    /// Target hosts (patterns with `*` and `?`) a grant reaches through the gateway.
+    pub hosts: Vec<String>,
+    /// Cap on a certificate's validity (the grant's end caps it too).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_validity: Option<Duration>,
+    /// The `force-command` critical option, when set.
+    pub force_command: Option<String>,
+    /// The `source-address` critical option (comma-separated CIDRs), when set.
+    pub source_address: Option<String>,
+    /// OpenSSH extensions granted (default: `permit-pty`).
+    pub extensions: Vec<String>,
+}
+
+/// The extensions OpenSSH knows for user certificates.
+pub const SSH_EXTENSIONS: &[&str] = &[
+    "no-touch-required",
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+];
+
+/// A login name OpenSSH and useradd both accept.
+pub fn valid_login(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 32
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}
+
+/// A host pattern: letters, digits, `.`, `-`, `*` and `?`.
+pub fn valid_host_pattern(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-*?".contains(c))
+}
+
 /// A validated role.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoleSpec {
@@ -91,6 +132,7 @@ pub struct RoleSpec {
     #[serde(serialize_with = "ser_opt_duration")]
     pub breakglass: Option<Duration>,
     pub token: Option<TokenSpec>,
+    pub ssh: Option<SshSpec>,
     /// Bundle path of the file that defines the role.
     pub file: String,
     #[serde(skip)]
@@ -194,6 +236,7 @@ impl RoleSpec {
             && self.ticket_pattern == o.ticket_pattern
             && self.breakglass == o.breakglass
             && self.token == o.token
+            && self.ssh == o.ssh
     }
 }
 
@@ -254,6 +297,25 @@ struct BreakglassToml {
 struct CredentialsToml {
     #[serde(default)]
     token: Option<Spanned<TokenToml>>,
+    #[serde(default)]
+    ssh: Option<Spanned<SshToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SshToml {
+    #[serde(default)]
+    principals: Vec<Spanned<String>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    max_validity: Option<Spanned<String>>,
+    #[serde(default)]
+    force_command: Option<Spanned<String>>,
+    #[serde(default)]
+    source_address: Option<Spanned<String>>,
+    #[serde(default)]
+    extensions: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +325,75 @@ struct TokenToml {
     audiences: Vec<Spanned<String>>,
     #[serde(default)]
     max_ttl: Option<Spanned<String>>,
+}
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> BundleError + 'a;
+type Dur<'a> = dyn Fn(&Spanned<String>, &str, &mut Vec<BundleError>) -> Option<Duration> + 'a;
+
+/// `[credentials.ssh]`, validated; problems go to `errs`.
+fn ssh_spec(section: Spanned<SshToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Vec<BundleError>) -> SshSpec {
+    let span = section.span();
+    let t = section.into_inner();
+    if t.principals.is_empty() {
+        errs.push(at(
+            span.clone(),
+            "credentials.ssh.principals is empty: list the login names certificates may carry".to_string(),
+        ));
+    }
+    let mut principals: Vec<String> = Vec::new();
+    for p in &t.principals {
+        let v = p.get_ref().trim();
+        if !valid_login(v) {
+            errs.push(at(
+                p.span(),
+                format!("principal {v:?} is not a login name (lowercase letters, digits, _ . -; at most 32)"),
+            ));
+        } else if !principals.iter().any(|x| x == v) {
+            principals.push(v.to_string());
+        }
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    for h in &t.hosts {
+        let v = h.get_ref().trim();
+        if valid_host_pattern(v) {
+            hosts.push(v.to_ascii_lowercase());
+        } else {
+            errs.push(at(h.span(), format!("host pattern {v:?} may hold only letters, digits, '.', '-', '*' and '?'")));
+        }
+    }
+    let max_validity = t.max_validity.as_ref().and_then(|s| dur(s, "credentials.ssh.max_validity", errs));
+    let printable = |o: &Option<Spanned<String>>, what: &str, errs: &mut Vec<BundleError>| -> Option<String> {
+        let o = o.as_ref()?;
+        let v = o.get_ref().trim();
+        if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
+            errs.push(at(o.span(), format!("{what} must be printable text of at most 1024 bytes")));
+            return None;
+        }
+        Some(v.to_string())
+    };
+    let force_command = printable(&t.force_command, "credentials.ssh.force_command", errs);
+    let source_address = printable(&t.source_address, "credentials.ssh.source_address", errs);
+    if let (Some(s), Some(v)) = (&t.source_address, &source_address)
+        && !v.split(',').all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_hexdigit() || ".:/".contains(ch)))
+    {
+        errs.push(at(s.span(), format!("source_address {v:?} must be comma-separated addresses or CIDRs")));
+    }
+    let extensions = match &t.extensions {
+        None => vec!["permit-pty".to_string()],
+        Some(list) => {
+            let mut out: Vec<String> = Vec::new();
+            for e in list {
+                let v = e.get_ref().trim();
+                if !SSH_EXTENSIONS.contains(&v) {
+                    errs.push(at(e.span(), format!("unknown extension {v:?}: use {}", SSH_EXTENSIONS.join(", "))));
+                } else if !out.iter().any(|x| x == v) {
+                    out.push(v.to_string());
+                }
+            }
+            out
+        }
+    };
+    SshSpec { principals, hosts, max_validity, force_command, source_address, extensions }
 }
 
 /// Parse and validate one role file. Every problem found is returned, each with its line.
@@ -418,8 +549,10 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
         }
     };
 
+    let (token_raw, ssh_raw) = raw.credentials.map(|c| (c.token, c.ssh)).unwrap_or((None, None));
+    let ssh = ssh_raw.map(|s| ssh_spec(s, &at, &dur, &mut errs));
     // [credentials.token]
-    let token = match raw.credentials.and_then(|c| c.token) {
+    let token = match token_raw {
         None => None,
         Some(t) => {
             let span = t.span();
@@ -460,6 +593,7 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
             ticket_pattern,
             breakglass,
             token,
+            ssh,
             file: file.to_string(),
             ticket_regex,
         }),
@@ -550,6 +684,37 @@ max_ttl = "15m"
         assert_eq!(e.line, Some(3), "{e}");
         let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\nx = 1\n");
         assert!(e.line.is_some_and(|l| l >= 5), "{e}");
+    }
+
+    #[test]
+    fn ssh_credentials_are_validated() {
+        let ok = "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\n\
+                  principals = [\"root\", \"deploy\"]\nhosts = [\"db-*.prod.internal\"]\nmax_validity = \"30m\"\n\
+                  source_address = \"10.0.0.0/8,127.0.0.1\"\nextensions = [\"permit-pty\", \"permit-port-forwarding\"]\n";
+        let r = parse_role("roles/a.toml", ok).unwrap();
+        let s = r.ssh.unwrap();
+        assert_eq!(s.principals, ["root", "deploy"]);
+        assert_eq!(s.max_validity, Some(Duration::from_secs(1800)));
+        assert_eq!(s.extensions, ["permit-pty", "permit-port-forwarding"]);
+        let defaults = parse_role(
+            "roles/a.toml",
+            "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\nprincipals = [\"root\"]\n",
+        )
+        .unwrap();
+        assert_eq!(defaults.ssh.unwrap().extensions, ["permit-pty"]);
+        for (bad, needle) in [
+            ("principals = []", "principals is empty"),
+            ("principals = [\"Root;rm\"]", "not a login name"),
+            ("principals = [\"root\"]\nhosts = [\"a b\"]", "host pattern"),
+            ("principals = [\"root\"]\nextensions = [\"permit-everything\"]", "unknown extension"),
+            ("principals = [\"root\"]\nsource_address = \"anywhere\"", "source_address"),
+            ("principals = [\"root\"]\nmax_validity = \"forever\"", "max_validity"),
+        ] {
+            let src =
+                format!("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\n{bad}\n");
+            let e = one_err(&src);
+            assert!(e.message.contains(needle) && e.line.is_some_and(|l| l >= 5), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -28,13 +28,37 @@ pub fn audit_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("audit-ed25519.key")
 }
 
+/// The key-encryption key that seals CA keys stored in the database: like
+/// the audit key, it lives beside the database, never in it, so a copy of
+/// the database alone does not yield the CA. Nodes sharing a database share
+/// this file.
+pub fn kek_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("kek-aes256.key")
+}
+
 /// Loads the key at `path`, or creates it (mode 0600, directory 0700) if absent.
 pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyError> {
-    match fs::read_to_string(path) {
-        Ok(text) => parse(path, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path),
-        Err(source) => Err(KeyError::Read { path: path.to_path_buf(), source }),
-    }
+    let seed = load_or_create_secret(path)?;
+    SigningKey::from_seed(&*seed).map_err(|_| KeyError::Malformed { path: path.to_path_buf() })
+}
+
+/// 32 secret random bytes kept in `path` (created as for [`load_or_create`]).
+pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let seed = match fs::read_to_string(path) {
+        Ok(text) => parse(path, &text)?.seed(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match create(path) {
+            Ok(k) => k.seed(),
+            // Another node or process created it first: read theirs.
+            Err(KeyError::Write { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text =
+                    fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.to_path_buf(), source })?;
+                parse(path, &text)?.seed()
+            }
+            Err(e) => return Err(e),
+        },
+        Err(source) => return Err(KeyError::Read { path: path.to_path_buf(), source }),
+    };
+    Ok(seed)
 }
 
 /// Loads an existing key (for offline verification).

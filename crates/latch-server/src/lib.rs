@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keys;
 pub mod routes;
 pub mod serve;
+pub mod ssh_ca;
 pub mod state;
 pub mod token_keys;
 pub mod verified;
@@ -31,7 +32,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::routes::{audit, auth, groups, jit, policy, sps, sys, tokens, users};
+use crate::routes::{audit, auth, groups, jit, policy, sps, ssh, sys, tokens, users};
 use crate::state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -100,6 +101,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(jit::breakglass))
         .routes(routes!(jit::grants))
         .routes(routes!(jit::grant))
+        .routes(routes!(ssh::sign))
+        .routes(routes!(ssh::ca))
+        .routes(routes!(ssh::krl))
         .routes(routes!(jit::revoke))
         .routes(routes!(tokens::issue))
         .routes(routes!(tokens::jwks))

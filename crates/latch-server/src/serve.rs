@@ -42,6 +42,8 @@ pub enum ServeError {
     Crypto(#[from] latch_crypto::CryptoError),
     #[error("the stored policy version no longer validates: {0}")]
     Policy(String),
+    #[error("SSH CA: {0}")]
+    SshCa(String),
 }
 
 pub struct ServeOptions {
@@ -98,6 +100,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         None => Bundle::empty(),
     };
     let token_keys = TokenKeyring::load(&data_dir)?;
+    let ssh_ca = Arc::new(crate::ssh_ca::load(&store, &data_dir, clock.now()).await?);
 
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
@@ -112,6 +115,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         jit: cfg.jit.clone(),
         notify: Mutex::new(NotifyStatus::default()),
         verified: Default::default(),
+        ssh_ca,
     }));
 
     store

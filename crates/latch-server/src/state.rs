@@ -76,6 +76,8 @@ pub struct Inner {
     pub notify: Mutex<NotifyStatus>,
     /// Tokens whose signature verified (see [`crate::verified`]).
     pub verified: crate::verified::VerifiedTokens,
+    /// The SSH user-certificate authority.
+    pub ssh_ca: Arc<latch_ssh::UserCa>,
 }
 
 #[derive(Clone)]

@@ -143,11 +143,25 @@ pub trait JitStore: Send + Sync + 'static {
     async fn set_cursor(&self, name: &str, seq: i64) -> Result<()>;
 }
 
+/// The SSH user CA and the certificates it signed.
+#[async_trait]
+pub trait SshStore: Send + Sync + 'static {
+    async fn ca_key(&self, name: &str) -> Result<Option<StoredCaKey>>;
+    /// Stores `key` unless a key of that name exists; returns the stored one
+    /// (another node may have created it first).
+    async fn create_ca_key(&self, key: StoredCaKey, audit: AuditDraft) -> Result<StoredCaKey>;
+    /// Records a signed certificate, refusing if its grant is not live at that
+    /// moment or the certificate would outlive it.
+    async fn record_ssh_cert(&self, c: IssuedSshCert, audit: AuditDraft) -> Result<()>;
+    /// Revoked certificates still valid at `now_unix` (seconds), for the KRL.
+    async fn revoked_ssh_serials(&self, now_unix: i64) -> Result<RevokedSerials>;
+}
+
 /// Builds the audit event for one item the sweeper ends.
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
 #[async_trait]
-pub trait Store: JitStore + Send + Sync + 'static {
+pub trait Store: JitStore + SshStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

@@ -12,9 +12,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "jit", sql: include_str!("../migrations/0002_jit.sql") },
     Migration { version: 3, name: "cluster", sql: include_str!("../migrations/0003_cluster.sql") },
+    Migration { version: 4, name: "ssh", sql: include_str!("../migrations/0004_ssh.sql") },
 ];
 
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

@@ -210,3 +210,35 @@ pub struct Swept {
     pub expired: Vec<Grant>,
     pub timed_out: Vec<AccessRequest>,
 }
+
+/// A CA key as stored: its public half, and its private half sealed.
+#[derive(Clone, Debug)]
+pub struct StoredCaKey {
+    pub name: String,
+    pub public_key: String,
+    /// Hex of the sealed private key; never logged.
+    pub sealed: String,
+    pub created_at: Timestamp,
+}
+
+/// An SSH certificate latch signed.
+#[derive(Clone, Debug)]
+pub struct IssuedSshCert {
+    pub serial: i64,
+    pub grant_id: String,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub fingerprint: String,
+    pub valid_after: i64,
+    pub valid_before: i64,
+    pub issued_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What a Key Revocation List needs: the serials of revoked certificates
+/// still inside their validity, and a version that grows with every revocation.
+#[derive(Clone, Debug, Default)]
+pub struct RevokedSerials {
+    pub serials: Vec<i64>,
+    pub version: i64,
+}

@@ -43,6 +43,9 @@ pub enum Command {
     /// Operate the store behind a server.
     #[command(subcommand)]
     Operator(OperatorCmd),
+    /// SSH certificates under your grants, the CA and the revocation list.
+    #[command(subcommand)]
+    Ssh(SshCmd),
     /// Log in and print a session token as LATCH_TOKEN=….
     Login(LoginArgs),
     /// Revoke the current session token.
@@ -185,6 +188,52 @@ pub struct ServerArgs {
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum SshCmd {
+    /// Print the CA public key, as `TrustedUserCAKeys` reads it.
+    Ca,
+    /// Sign your public key under one of your grants; writes KEY-cert.pub beside KEY.pub.
+    Sign {
+        #[arg(long)]
+        grant: String,
+        /// The public key file (e.g. ~/.ssh/id_ed25519.pub).
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// A login name to include (repeat); all of the role's when omitted.
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        /// Validity, e.g. 15m (never past the grant's end).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print the certificate instead of writing the -cert.pub file.
+        #[arg(long)]
+        stdout: bool,
+    },
+    /// Make a fresh key pair and get it signed: writes KEY, KEY.pub and KEY-cert.pub for `ssh -i KEY`.
+    Login {
+        #[arg(long)]
+        grant: String,
+        /// Where to write the key (default: ~/.ssh/latch_GRANT).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Write the Key Revocation List to FILE for sshd's `RevokedKeys` (sshd re-reads it on every login).
+    Krl {
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep FILE current: fetch again every --interval and replace it when it changed.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between fetches with --watch.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
 }
 
 #[derive(Subcommand)]

@@ -63,6 +63,35 @@ impl Client {
         self.call("PUT", path, Some(body))
     }
 
+    /// A GET whose 2xx body is bytes (a KRL) rather than JSON.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = ureq::http::Request::builder().method("GET").uri(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut resp = self
+            .agent
+            .run(req)
+            .map_err(|e| ClientError::Unreachable { addr: self.base.clone(), detail: e.to_string() })?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let code = v["error"]["code"].as_str().unwrap_or("http_error").to_string();
+            let message =
+                v["error"]["message"].as_str().map_or_else(|| format!("HTTP {status} from GET {path}"), str::to_string);
+            return Err(ApiFailure { status, code, message }.into());
+        }
+        Ok(bytes)
+    }
+
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.call::<Value>("DELETE", path, None::<&()>).map(|_| ())
     }

@@ -13,6 +13,7 @@ mod commands;
 mod jit_cmd;
 mod out;
 mod server_cmd;
+mod ssh_cmd;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args),
         Command::Operator(cmd) => server_cmd::operator(cmd),
+        Command::Ssh(cmd) => ssh_cmd::run(cmd, &g),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
         c @ (Command::Apply { .. }

@@ -195,6 +195,9 @@ fn openapi_documents_every_route() {
         .collect();
     let expected: BTreeSet<String> = [
         "GET /v1/sys/health",
+        "POST /v1/grants/{id}/ssh",
+        "GET /v1/ssh/ca",
+        "GET /v1/ssh/krl",
         "POST /v1/sys/test/clock",
         "GET /v1/sys/notifications",
         "POST /v1/sys/keys/token/rotate",

@@ -6,6 +6,7 @@ pub mod groups;
 pub mod jit;
 pub mod policy;
 pub mod sps;
+pub mod ssh;
 pub mod sys;
 pub mod tokens;
 pub mod users;

@@ -175,6 +175,7 @@ fn revoke_everything_of(ctx: &mut WriteCtx<'_>, principal_id: &str, by: &str, re
             args![request, now, by, reason],
         )?;
         ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", args![grant, now])?;
+        crate::ops::ssh::revoke_certs_of_grant(ctx, grant)?;
     }
     Ok(grants.into_iter().map(|(g, _)| g).collect())
 }

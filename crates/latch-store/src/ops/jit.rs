@@ -464,9 +464,11 @@ impl JitStore for SqlStore {
                 |r| r.get(0),
             )?;
             ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", args![id, now])?;
+            let serials = crate::ops::ssh::revoke_certs_of_grant(ctx, &id)?;
             let mut details = audit.details.clone();
             if let Some(m) = details.as_object_mut() {
                 m.insert("tokens_revoked".into(), json!(jtis));
+                m.insert("ssh_certs_revoked".into(), json!(serials));
             }
             ctx.invalidate()?;
             ctx.audit(audit.details(details))?;
@@ -497,6 +499,8 @@ impl JitStore for SqlStore {
                     "UPDATE grants SET state = 'expired', ended_at = ?2 WHERE id = ?1 AND state = 'active'",
                     args![g.id, now],
                 )?;
+                // Its certificates join the revocation list, as on revocation.
+                crate::ops::ssh::revoke_certs_of_grant(ctx, &g.id)?;
                 transition(ctx, &g.request_id, RequestState::Active, RequestState::Expired, "system", "expired")?;
                 ctx.audit(expire(&g))?;
                 swept.expired.push(g);

@@ -2,3 +2,4 @@
 
 pub(crate) mod identity;
 mod jit;
+pub(crate) mod ssh;
