@@ -182,42 +182,58 @@ impl RoleSpec {
     /// * a ticket when `require_ticket` (not demanded for break-glass), and any
     ///   ticket given must match `ticket_pattern`.
     pub fn check_request(&self, ctx: &DecisionContext) -> Vec<String> {
+        self.unmet_requirements(ctx).into_iter().map(|(_, message)| message).collect()
+    }
+
+    /// [`RoleSpec::check_request`] with the id of each unmet rule beside its
+    /// message: `duration`, `max_duration`, `breakglass_not_allowed`,
+    /// `breakglass_max_duration`, `mfa`, `reason`, `ticket` or `ticket_pattern`.
+    pub fn unmet_requirements(&self, ctx: &DecisionContext) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let name = &self.name;
         let secs = ctx.duration_secs;
         if secs <= 0 {
-            out.push("the requested duration must be greater than zero".to_string());
+            out.push(("duration", "the requested duration must be greater than zero".to_string()));
         }
         if ctx.breakglass {
             match self.breakglass {
-                None => out.push(format!("role {name:?} does not allow break-glass")),
-                Some(max) if secs > 0 && secs.unsigned_abs() > max.as_secs() => out.push(format!(
-                    "break-glass duration {} exceeds the role's break-glass maximum of {}",
-                    format_duration(Duration::from_secs(secs.unsigned_abs())),
-                    format_duration(max)
+                None => out.push(("breakglass_not_allowed", format!("role {name:?} does not allow break-glass"))),
+                Some(max) if secs > 0 && secs.unsigned_abs() > max.as_secs() => out.push((
+                    "breakglass_max_duration",
+                    format!(
+                        "break-glass duration {} exceeds the role's break-glass maximum of {}",
+                        format_duration(Duration::from_secs(secs.unsigned_abs())),
+                        format_duration(max)
+                    ),
                 )),
                 Some(_) => {}
             }
         } else if secs > 0 && secs.unsigned_abs() > self.max_duration.as_secs() {
-            out.push(format!(
-                "requested duration {} exceeds the maximum of {} for role {name:?}",
-                format_duration(Duration::from_secs(secs.unsigned_abs())),
-                format_duration(self.max_duration)
+            out.push((
+                "max_duration",
+                format!(
+                    "requested duration {} exceeds the maximum of {} for role {name:?}",
+                    format_duration(Duration::from_secs(secs.unsigned_abs())),
+                    format_duration(self.max_duration)
+                ),
             ));
         }
         if self.require_mfa && !ctx.mfa {
-            out.push(format!("role {name:?} requires a session with MFA: log in with a TOTP code"));
+            out.push(("mfa", format!("role {name:?} requires a session with MFA: log in with a TOTP code")));
         }
         if (self.require_reason || ctx.breakglass) && ctx.reason.trim().is_empty() {
-            out.push(format!("role {name:?} requires a reason: pass --reason TEXT"));
+            out.push(("reason", format!("role {name:?} requires a reason: pass --reason TEXT")));
         }
         let ticket = ctx.ticket.trim();
         if self.require_ticket && !ctx.breakglass && ticket.is_empty() {
-            out.push(format!("role {name:?} requires a ticket: pass --ticket ID"));
+            out.push(("ticket", format!("role {name:?} requires a ticket: pass --ticket ID")));
         }
         if !ticket.is_empty() && !self.ticket_matches(ticket) {
             let pattern = self.ticket_pattern.as_deref().unwrap_or("");
-            out.push(format!("ticket {ticket:?} does not match the pattern {pattern:?} of role {name:?}"));
+            out.push((
+                "ticket_pattern",
+                format!("ticket {ticket:?} does not match the pattern {pattern:?} of role {name:?}"),
+            ));
         }
         out
     }
@@ -829,5 +845,14 @@ max_ttl = "15m"
         let plain =
             parse_role("roles/a.toml", "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n").unwrap();
         assert!(plain.check_request(&bg)[0].contains("does not allow break-glass"));
+        let rules = |ctx: &DecisionContext, r: &RoleSpec| -> Vec<&str> {
+            r.unmet_requirements(ctx).into_iter().map(|(rule, _)| rule).collect()
+        };
+        assert_eq!(rules(&bg, &plain), ["breakglass_not_allowed"]);
+        bg.duration_secs = 7200;
+        assert_eq!(rules(&bg, &r), ["breakglass_max_duration"]);
+        assert_eq!(rules(&ctx, &r), ["max_duration", "mfa", "reason", "ticket"]);
+        ctx.ticket = "JIRA-1".into();
+        assert_eq!(rules(&ctx, &r), ["max_duration", "mfa", "reason", "ticket_pattern"]);
     }
 }

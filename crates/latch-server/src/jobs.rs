@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latch_audit::{AuditDraft, AuditEvent};
+use latch_audit::{AuditDraft, AuditEvent, Outcome};
 use latch_store::AuditQuery;
 use serde_json::{Value, json};
 
@@ -93,9 +93,18 @@ pub fn notification(ev: &AuditEvent) -> Value {
             d["decision"].as_str().unwrap_or("?"),
             d["reason"].as_str().unwrap_or("")
         ),
+        "request.approve" if ev.outcome == Outcome::Denied => {
+            format!("{} was refused approving {}: {}", ev.actor, ev.target, d["message"].as_str().unwrap_or(""))
+        }
         "request.approve" => format!("{} approved {} ({} of {})", ev.actor, ev.target, d["approvals"], d["required"]),
         "request.deny" => format!("{} denied {}: {}", ev.actor, ev.target, d["reason"].as_str().unwrap_or("")),
         "request.timeout" => format!("{} for role {} timed out waiting for approval", ev.target, role),
+        "breakglass.activate" if ev.outcome == Outcome::Denied => format!(
+            "BREAK-GLASS REFUSED: {} tried to take role {}: {}",
+            ev.actor,
+            role,
+            d["message"].as_str().unwrap_or("")
+        ),
         "breakglass.activate" => format!(
             "BREAK-GLASS: {} took role {} for {}: {}",
             ev.actor,

@@ -96,12 +96,15 @@ pub trait JitStore: Send + Sync + 'static {
     async fn get_request(&self, id: &str) -> Result<Option<AccessRequest>>;
     async fn list_requests(&self, f: RequestFilter) -> Result<Vec<AccessRequest>>;
     /// Records one approval of a pending request. Exactly one call — the one
-    /// that reaches the threshold — creates the grant `grant_id`, starting now.
+    /// that reaches the threshold — creates the grant `grant_id`, starting now,
+    /// for the requested duration clipped to `max_duration_ms` (the role's
+    /// maximum in force now; the grant's event then says it was clipped).
     async fn approve_request(
         &self,
         id: &str,
         approval: Approval,
         grant_id: String,
+        max_duration_ms: i64,
         audit: AuditDraft,
         grant_audit: AuditDraft,
     ) -> Result<ApprovalOutcome>;

@@ -185,6 +185,9 @@ pub struct ServerArgs {
     /// Dev mode only: let administrators move the server's clock forward (for tests).
     #[arg(long, requires = "dev", hide = true)]
     pub test_clock: bool,
+    /// Dev mode only: write a signed audit checkpoint this often (for tests; default 1m).
+    #[arg(long, default_value = "1m", requires = "dev", hide = true)]
+    pub checkpoint_interval: String,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,

@@ -1,7 +1,6 @@
 //! `latch server`.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
 use latch_server::config::{Config, LogFormat, Storage};
@@ -44,7 +43,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             tls: None,
             allow_plain_http: args.insecure_allow_plain_http,
             auth: AuthSettings::default(),
-            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_interval: latch_core::parse_duration(&args.checkpoint_interval)
+                .map_err(|e| UsageError(format!("--checkpoint-interval: {e}")))?,
             public_url: None,
             storage: match &args.storage {
                 Some(dsn) => {

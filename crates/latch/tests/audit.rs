@@ -7,9 +7,12 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{BIN, Server};
+use common::{BIN, Server, eventually};
 use rusqlite::Connection;
 
 const PW: &str = "correct horse battery";
@@ -182,4 +185,64 @@ fn audit_list_filters_and_tail() {
             assert!(e.get(k).is_some(), "{k} missing in {e}");
         }
     }
+}
+
+#[test]
+fn audit_tail_follow_prints_events_as_they_are_appended() {
+    let s = Server::start();
+    let mut child = Command::new(BIN)
+        .args(["audit", "tail", "-f"])
+        .env("LATCH_ADDR", &s.addr)
+        .env("LATCH_TOKEN", &s.token)
+        .env_remove("LATCH_CACERT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let next_line = |what: &str| match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(line) => line,
+        Err(e) => panic!("no {what} from `latch audit tail -f` ({e})"),
+    };
+    // The recent history first: from here on, new lines come from following.
+    let first = next_line("history");
+    assert!(!first.contains("user:zoe"), "{first}");
+    s.create_user("zoe", PW, &[]);
+    loop {
+        let line = next_line("line for zoe's creation");
+        if line.contains("user.create") && line.contains("user:zoe") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn checkpoints_are_written_periodically_while_the_server_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_in(&tmp.path().join("data"), &["--checkpoint-interval", "1s"]);
+    let head = || s.http("GET", "/v1/sys/health", None, None).1["audit_head_seq"].as_i64().unwrap();
+    let covered = |seq: i64| {
+        let (status, body) = s.http("GET", "/v1/audit/checkpoints", Some(&s.token), None);
+        assert_eq!(status, 200, "{body}");
+        body["checkpoints"].as_array().unwrap().iter().any(|c| c["seq"].as_i64().unwrap() >= seq)
+    };
+    s.create_user("alice", PW, &[]);
+    let first = head();
+    eventually("a checkpoint over alice's creation", || covered(first));
+    s.create_user("bob", PW, &[]);
+    let second = head();
+    assert!(second > first);
+    eventually("a checkpoint over bob's creation", || covered(second));
+    let report = s.cli(&["audit", "verify", "-o", "json"]).ok().json();
+    assert!(report["checkpoints"].as_u64().unwrap() >= 2, "{report}");
 }

@@ -220,6 +220,25 @@ fn service_principal_login_rotation_and_disable() {
 }
 
 #[test]
+fn deleting_a_service_principal_ends_its_sessions_at_once() {
+    let s = Server::start();
+    let creds = s.cli(&["sp", "create", "nightly", "-o", "json"]).ok().json();
+    let id = creds["client_id"].as_str().unwrap().to_string();
+    let secret = creds["client_secret"].as_str().unwrap().to_string();
+    let login = || run_cli(&s.addr, "", &["login", "--sp", &id, "--password-stdin", "-o", "json"], Some(&secret));
+    let t = login().ok().json()["token"].as_str().unwrap().to_string();
+    s.cli_as(&t, &["whoami"], None).ok();
+    s.cli(&["sp", "delete", "nightly"]).ok();
+    let out = s.cli_as(&t, &["whoami"], None);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid, expired or revoked"), "{}", out.stderr);
+    assert_eq!(login().code, 1, "a deleted service principal cannot log in");
+    let deleted = s.audit("sp.delete");
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["target"], "service_principal:nightly");
+}
+
+#[test]
 fn groups_and_membership() {
     let s = Server::start();
     s.create_user("hank", PW, &[]);

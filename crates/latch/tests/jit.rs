@@ -249,6 +249,12 @@ fn two_of_three_racing_approvers_give_exactly_one_grant() {
     }
     let activations = j.s.audit("grant.activate");
     assert_eq!(activations.len(), 8);
+    // Approvals and the grants they complete name the policies that permitted them.
+    for e in activations.iter().chain(&j.s.audit("request.approve")) {
+        assert_eq!(e["outcome"], "success", "{e}");
+        assert_eq!(e["details"]["policies"], json!(["dba-leads-approve"]), "{e}");
+    }
+    assert!(activations.iter().all(|e| e["details"].get("clipped").is_none() && e["details"]["duration"] == "1h"));
 }
 
 #[test]
@@ -269,6 +275,8 @@ fn separation_of_duties_and_role_rules() {
     assert!(not.stderr.contains("not an approver"), "{}", not.stderr);
     let denied: Vec<_> = j.s.audit("request.approve").into_iter().filter(|e| e["outcome"] == "denied").collect();
     assert_eq!(denied.len(), 2);
+    assert!(denied[0]["details"]["reason"].as_str().unwrap().contains("your own request"), "{}", denied[0]);
+    assert!(denied.iter().all(|e| e["details"]["policies"] == json!([])), "refused before Cedar: {denied:?}");
     // One approver counts once.
     let dba2 = j.token("dba2");
     j.as_user(&dba2, &["approve", &id]).ok();
@@ -401,14 +409,21 @@ fn expiry_via_the_clock_and_revocation_cascade() {
 
 /// A minimal HTTP receiver for webhook posts.
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    webhook_receiver_failing(0)
+}
+
+/// A webhook receiver that answers the first `failures` posts with HTTP 500
+/// (and does not keep them), then accepts.
+fn webhook_receiver_failing(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
+    let refused = Arc::new(Mutex::new(0usize));
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
-            let sink = sink.clone();
+            let (sink, refused) = (sink.clone(), refused.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 loop {
@@ -429,6 +444,15 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                     }
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body).unwrap();
+                    let fail = {
+                        let mut n = refused.lock().unwrap();
+                        *n += 1;
+                        *n <= failures
+                    };
+                    if fail {
+                        conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").unwrap();
+                        continue;
+                    }
                     sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
                     conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
                 }
@@ -451,6 +475,18 @@ fn breakglass_is_flagged_alerted_and_reviewable() {
     assert!(no_role.code == 3 && no_role.stderr.contains("does not allow break-glass"), "{}", no_role.stderr);
     let too_long = j.as_user(&oncall, &["breakglass", "prod-db", "--reason", "x", "--for", "2h"]);
     assert!(too_long.code == 1 && too_long.stderr.contains("maximum of 1h"), "{}", too_long.stderr);
+    // Each refusal is audited: by policy (with the policies, none here), by the role's rules.
+    let refusals = j.s.audit("breakglass.activate");
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+    assert!(refusals.iter().all(|e| e["outcome"] == "denied" && e["details"]["breakglass"] == true), "{refusals:?}");
+    assert_eq!(refusals[0]["actor"], "user:alice");
+    assert_eq!(refusals[0]["details"]["policies"], json!([]));
+    assert!(refusals[0]["details"]["reason"].as_str().unwrap().contains("no policy permits it"), "{}", refusals[0]);
+    assert_eq!(refusals[1]["target"], "role:read-logs");
+    assert_eq!(refusals[1]["details"]["reason"], "breakglass_not_allowed");
+    assert_eq!(refusals[2]["details"]["reason"], "breakglass_max_duration");
+    assert_eq!(refusals[2]["details"]["duration"], "2h");
+    assert_eq!(refusals[2]["details"]["max_duration"], "1h");
 
     let out = j.json(&oncall, &["breakglass", "prod-db", "--reason", "primary is down, INC-911"]);
     assert_eq!(out["request"]["state"], "active");
@@ -462,13 +498,28 @@ fn breakglass_is_flagged_alerted_and_reviewable() {
     // Flagged in every event about it.
     let t = j.json(&oncall, &["token", "--grant", &grant]);
     assert!(!t["token"].as_str().unwrap().is_empty());
-    assert_eq!(j.s.audit("breakglass.activate").last().unwrap()["details"]["breakglass"], true);
+    let activated = j.s.audit("breakglass.activate").last().unwrap().clone();
+    assert_eq!(activated["outcome"], "success");
+    assert_eq!(activated["details"]["breakglass"], true);
+    assert_eq!(activated["details"]["policies"], json!(["oncall-breakglass"]));
     assert_eq!(j.s.audit("token.issue").last().unwrap()["details"]["breakglass"], true);
     // The webhook is alerted.
-    j.eventually("the break-glass alert", || hooks.lock().unwrap().iter().any(|h| h["event"] == "breakglass.activate"));
-    let alert = hooks.lock().unwrap().iter().find(|h| h["event"] == "breakglass.activate").cloned().unwrap();
-    assert!(alert["text"].as_str().unwrap().contains("BREAK-GLASS"), "{alert}");
+    let is_alert = |h: &Value| h["event"] == "breakglass.activate" && h["outcome"] == "success";
+    j.eventually("the break-glass alert", || hooks.lock().unwrap().iter().any(is_alert));
+    let alert = hooks.lock().unwrap().iter().find(|h| is_alert(h)).cloned().unwrap();
+    assert!(alert["text"].as_str().unwrap().starts_with("BREAK-GLASS: user:oncall took role prod-db"), "{alert}");
     assert_eq!(alert["breakglass"], true);
+    // Refused attempts are alerted as refusals, never as access taken.
+    let refused: Vec<Value> = hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "breakglass.activate" && h["outcome"] == "denied")
+        .cloned()
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused[2]["text"].as_str().unwrap().starts_with("BREAK-GLASS REFUSED: user:oncall"), "{}", refused[2]);
+    assert!(refused[2]["text"].as_str().unwrap().contains("maximum of 1h"), "{}", refused[2]);
     // Reviewed afterwards by an approver, not by the user.
     assert_eq!(j.as_user(&oncall, &["review", &id, "--comment", "all good"]).code, 3);
     let dba1 = j.token("dba1");
@@ -699,5 +750,138 @@ fn disabling_a_user_revokes_their_grants_and_tokens() {
     let mine = g["grants"].as_array().unwrap().iter().find(|x| x["id"] == grant.as_str()).unwrap().clone();
     assert_eq!(mine["state"], "revoked");
     let ev = j.s.audit("user.disable");
+    assert_eq!(ev[0]["details"]["grants_revoked"], json!([grant]));
+}
+
+/// Refusals by the role's own rules are audited like policy denials: outcome
+/// denied, the role, the rule that refused and what was asked for — and the
+/// caller still gets the same status and message.
+#[test]
+fn refusals_by_role_rules_are_audited() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let refused = |args: &[&str], code: i32, says: &str| -> Value {
+        let before = j.s.audit("request.create").len();
+        let out = j.as_user(&alice, args);
+        assert!(out.code == code && out.stderr.contains(says), "{args:?}: {} {}", out.code, out.stderr);
+        let events = j.s.audit("request.create");
+        assert_eq!(events.len(), before + 1, "{args:?}: one event per refusal");
+        let e = events.last().unwrap().clone();
+        assert_eq!(e["outcome"], "denied", "{e}");
+        assert_eq!(e["actor"], "user:alice", "{e}");
+        assert!(e["details"]["message"].as_str().unwrap().contains(says), "{e}");
+        e
+    };
+    let long = refused(
+        &["request", "prod-db", "--for", "8h", "--reason", "x", "--ticket", "INC-1"],
+        1,
+        "exceeds the maximum of 4h",
+    );
+    assert_eq!(long["target"], "role:prod-db");
+    assert_eq!(long["details"]["role"], "prod-db");
+    assert_eq!(long["details"]["reason"], "max_duration");
+    assert_eq!(long["details"]["duration"], "8h");
+    assert_eq!(long["details"]["max_duration"], "4h");
+    assert_eq!(long["details"]["ticket"], "INC-1");
+    let no_ticket = refused(&["request", "prod-db", "--reason", "x"], 1, "requires a ticket");
+    assert_eq!(no_ticket["details"]["reason"], "ticket");
+    let bad_ticket =
+        refused(&["request", "prod-db", "--reason", "x", "--ticket", "JIRA-12"], 1, "does not match the pattern");
+    assert_eq!(bad_ticket["details"]["reason"], "ticket_pattern");
+    assert_eq!(bad_ticket["details"]["ticket"], "JIRA-12");
+    let no_mfa = refused(&["request", "root", "--reason", "x"], 3, "requires a session with MFA");
+    assert_eq!(no_mfa["details"]["reason"], "mfa");
+    assert_eq!(no_mfa["details"]["mfa"], false);
+    assert_eq!(no_mfa["details"]["duration"], "1h");
+    // Two rules at once: both named.
+    let both = refused(
+        &["request", "prod-db", "--for", "8h", "--reason", "x", "--ticket", "JIRA-1"],
+        1,
+        "exceeds the maximum",
+    );
+    assert_eq!(both["details"]["rules"], json!(["max_duration", "ticket_pattern"]));
+    // Refused before any request exists.
+    assert_eq!(j.json(&alice, &["requests", "--mine"])["requests"], json!([]));
+    j.s.cli(&["audit", "verify"]).ok();
+}
+
+/// A grant never exceeds the role's maximum in force when it is granted: a
+/// request approved after an apply lowered the maximum is clipped, and the
+/// grant's event says so.
+#[test]
+fn approval_after_the_maximum_was_lowered_clips_the_grant() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let lead = j.token("lead");
+    let out = j.json(&alice, &["request", "read-logs", "--for", "2h", "--reason", "long job"]);
+    assert_eq!(out["request"]["state"], "pending");
+    let id = out["request"]["id"].as_str().unwrap().to_string();
+
+    let lowered = j.dir.path().join("lowered");
+    write_bundle(&lowered, POLICIES);
+    let role = std::fs::read_to_string(lowered.join("roles/read-logs.toml")).unwrap();
+    std::fs::write(
+        lowered.join("roles/read-logs.toml"),
+        role.replace("max_duration = \"2h\"", "max_duration = \"1h\""),
+    )
+    .unwrap();
+    assert_eq!(j.json(&j.s.token, &["apply", lowered.to_str().unwrap()])["applied"], true);
+
+    let approved = j.json(&lead, &["approve", &id]);
+    let grant = &approved["grant"];
+    let life = parse_rfc3339_secs(grant["expires_at"].as_str().unwrap())
+        - parse_rfc3339_secs(grant["starts_at"].as_str().unwrap());
+    assert_eq!(life, 3600, "clipped to the current maximum of 1h: {grant}");
+    assert_eq!(approved["request"]["duration"], "2h", "the request keeps what was asked");
+    let ev = j.s.audit("grant.activate");
+    let d = &ev.last().unwrap()["details"];
+    assert_eq!(d["grant_id"], grant["id"]);
+    assert_eq!(d["clipped"], true, "{d}");
+    assert_eq!(d["requested_duration"], "2h");
+    assert_eq!(d["max_duration"], "1h");
+    assert_eq!(d["duration"], "1h");
+}
+
+/// A receiver that fails: the notification is retried with backoff (on wall
+/// time) and delivered later; failures are visible meanwhile and afterwards.
+#[test]
+fn failed_webhook_deliveries_are_retried_and_visible() {
+    let (url, hooks) = webhook_receiver_failing(2);
+    let j = Jit::start_with(&["--webhook", &url]);
+    let alice = j.token("alice");
+    let status = || {
+        let (code, st) = j.s.http("GET", "/v1/sys/notifications", Some(&j.s.token), None);
+        assert_eq!(code, 200, "{st}");
+        st
+    };
+    j.json(&alice, &["request", "prod-db", "--reason", "vacuum", "--ticket", "CHG-7"]);
+    j.eventually("a failed delivery", || status()["failures"].as_u64().unwrap() >= 1);
+    let failing = status();
+    assert!(failing["last_error"].as_str().unwrap().contains("500"), "{failing}");
+    assert!(failing["consecutive_failures"].as_u64().unwrap() >= 1, "{failing}");
+    assert_eq!(failing["configured"], true);
+    // Delivered on the third attempt (after 1 s and 2 s of backoff), in order and once.
+    j.eventually("the retried notification", || hooks.lock().unwrap().iter().any(|h| h["event"] == "request.create"));
+    let after = status();
+    assert_eq!(after["failures"], 2, "{after}");
+    assert_eq!(after["consecutive_failures"], 0, "{after}");
+    assert_eq!(after["delivered"], 1, "{after}");
+    assert!(after["last_error"].as_str().unwrap().contains("500"), "{after}");
+    assert_eq!(hooks.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn deleting_a_user_makes_their_tokens_inactive() {
+    let j = Jit::start();
+    let alice = j.token("alice");
+    let grant = j.json(&alice, &["request", "read-logs", "--for", "30m", "--reason", "x"])["grant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwt = j.json(&alice, &["token", "--grant", &grant])["token"].as_str().unwrap().to_string();
+    assert_eq!(introspect(&j.s, &jwt)["active"], true);
+    j.s.cli(&["user", "delete", "alice"]).ok();
+    assert_eq!(introspect(&j.s, &jwt)["active"], false);
+    let ev = j.s.audit("user.delete");
     assert_eq!(ev[0]["details"]["grants_revoked"], json!([grant]));
 }

@@ -238,19 +238,31 @@ fn check_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
 /// The role's own rules (duration cap, reason, ticket pattern, MFA), checked
 /// before policy so the caller learns exactly what to fix. A missing second
 /// factor is a 403 (the caller must re-authenticate); the rest are 400s.
-fn check_role_rules(role: &RoleSpec, dctx: &DecisionContext) -> ApiResult<()> {
-    check_text("reason", &dctx.reason, MAX_TEXT)?;
-    check_text("ticket", &dctx.ticket, MAX_TICKET)?;
-    let problems = role.check_request(dctx);
-    if problems.is_empty() {
+/// A refusal comes with the audit details that say which rules refused
+/// (`reason`, `rules`) and what was asked for.
+fn check_role_rules(role: &RoleSpec, dctx: &DecisionContext, policy_version: &str) -> Result<(), (ApiError, Value)> {
+    let unmet = role.unmet_requirements(dctx);
+    if unmet.is_empty() {
         return Ok(());
     }
-    let message = problems.join("; ");
-    if role.require_mfa && !dctx.mfa && problems.len() == 1 {
-        Err(ApiError::Forbidden(message))
-    } else {
-        Err(ApiError::BadRequest(message))
-    }
+    let rules: Vec<&str> = unmet.iter().map(|(rule, _)| *rule).collect();
+    let message = unmet.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+    let err = if rules == ["mfa"] { ApiError::Forbidden(message) } else { ApiError::BadRequest(message) };
+    let details = json!({
+        "role": role.name,
+        "decision": "denied",
+        "reason": rules.join(","),
+        "rules": rules,
+        "duration": format_duration(Duration::from_secs(dctx.duration_secs.max(0).unsigned_abs())),
+        "max_duration": (if dctx.breakglass { role.breakglass } else { Some(role.max_duration) }).map(format_duration),
+        "mfa": dctx.mfa,
+        "ticket": dctx.ticket,
+        "request_reason": dctx.reason,
+        "breakglass": dctx.breakglass,
+        "policies": [],
+        "policy_version": policy_version,
+    });
+    Err((err, details))
 }
 
 fn parse_requested(d: &Option<String>, default: Duration) -> ApiResult<Duration> {
@@ -295,11 +307,15 @@ pub async fn create(
         ApiError::NotFound(format!("role {:?} does not exist: list roles with `latch roles`", req.role))
     })?;
     let d = parse_requested(&req.duration, role.default_duration)?;
+    check_text("reason", &req.reason, MAX_TEXT)?;
+    check_text("ticket", &req.ticket, MAX_TICKET)?;
     let dctx = context_for(&st, &p, d, &req.reason, &req.ticket, &ctx.source, false);
-    check_role_rules(role, &dctx)?;
+    let target = format!("role:{}", role.name);
+    if let Err((err, details)) = check_role_rules(role, &dctx, policy.hash()) {
+        return Err(refused(&st, &ctx, &p, "request.create", target, details, err).await);
+    }
     let who = principal_info(&p);
     let may_request = policy.decide(Action::Request, &who, &role.name, &dctx);
-    let target = format!("role:{}", role.name);
     let activate = if may_request.allowed {
         policy.decide(Action::Activate, &who, &role.name, &dctx)
     } else {
@@ -404,32 +420,55 @@ async fn load(st: &AppState, id: &str) -> ApiResult<AccessRequest> {
 
 /// Whether `p` may act as an approver of `r` now: an eligible approver of the
 /// role (by name or group), a user, not the requester, and permitted by Cedar.
-fn approver_check(st: &AppState, p: &Principal, r: &AccessRequest, source: &str) -> Result<Decision, ApiError> {
+/// Returns Cedar's decision and the role's current maximum duration; a
+/// refusal comes with its audit details (the policy ids, when Cedar refused).
+fn approver_check(
+    st: &AppState,
+    p: &Principal,
+    r: &AccessRequest,
+    source: &str,
+) -> Result<(Decision, Duration), (ApiError, Value)> {
+    let refusal = |err: ApiError, policies: &[String]| (err, json!({ "role": r.role, "policies": policies }));
     if p.id == r.requester_id {
-        return Err(ApiError::Forbidden("you cannot approve or deny your own request (separation of duties)".into()));
+        let err = ApiError::Forbidden("you cannot approve or deny your own request (separation of duties)".into());
+        return Err(refusal(err, &[]));
     }
     let policy = st.policy();
-    let role = policy
-        .role(&r.role)
-        .ok_or_else(|| ApiError::Conflict(format!("role {} no longer exists in the policy in force", r.role)))?;
+    let Some(role) = policy.role(&r.role) else {
+        let err = ApiError::Conflict(format!("role {} no longer exists in the policy in force", r.role));
+        return Err(refusal(err, &[]));
+    };
     if p.kind != PrincipalKind::User || !role.is_approver(&p.name, &p.groups) {
-        return Err(ApiError::Forbidden(format!("you are not an approver of role {}", r.role)));
+        return Err(refusal(ApiError::Forbidden(format!("you are not an approver of role {}", r.role)), &[]));
     }
     let d = Duration::from_millis(u64::try_from(r.duration_ms).unwrap_or(0));
     let dctx = context_for(st, p, d, &r.reason, &r.ticket, source, false);
     let decision = policy.decide(Action::Approve, &principal_info(p), &r.role, &dctx);
     if !decision.allowed {
-        return Err(ApiError::Forbidden(denied_message("approve", &r.role, &decision)));
+        let err = ApiError::Forbidden(denied_message("approve", &r.role, &decision));
+        return Err(refusal(err, &decision.policies));
     }
-    Ok(decision)
+    Ok((decision, role.max_duration))
 }
 
-/// Audits a refused approval/denial attempt before returning the refusal.
-async fn refused(st: &AppState, ctx: &Ctx, p: &Principal, action: &str, r: &AccessRequest, err: ApiError) -> ApiError {
-    let ev = ctx
-        .audit(p.audit_name(), action, format!("request:{}", r.id))
-        .outcome(Outcome::Denied)
-        .details(json!({ "role": r.role, "reason": err.to_string() }));
+/// Audits a refusal (outcome denied) before returning it. `details` say what
+/// was refused; the message the caller gets is added as `message`, and as
+/// `reason` unless the details already name one.
+async fn refused(
+    st: &AppState,
+    ctx: &Ctx,
+    p: &Principal,
+    action: &str,
+    target: String,
+    mut details: Value,
+    err: ApiError,
+) -> ApiError {
+    if let Some(m) = details.as_object_mut() {
+        let message = err.to_string();
+        m.entry("reason").or_insert_with(|| json!(message));
+        m.insert("message".into(), json!(message));
+    }
+    let ev = ctx.audit(p.audit_name(), action, target).outcome(Outcome::Denied).details(details);
     match st.store.append_audit(ev).await {
         Ok(_) => err,
         Err(e) => e.into(),
@@ -449,9 +488,11 @@ pub async fn approve(
     let comment = body.map(|ApiJson(c)| c.comment).unwrap_or_default();
     check_text("comment", &comment, MAX_TEXT)?;
     let r = load(&st, &id).await?;
-    let decision = match approver_check(&st, &p, &r, &ctx.source) {
-        Ok(d) => d,
-        Err(e) => return Err(refused(&st, &ctx, &p, "request.approve", &r, e).await),
+    let (decision, max) = match approver_check(&st, &p, &r, &ctx.source) {
+        Ok(ok) => ok,
+        Err((e, details)) => {
+            return Err(refused(&st, &ctx, &p, "request.approve", format!("request:{id}"), details, e).await);
+        }
     };
     let approval = Approval {
         approver_id: p.id.clone(),
@@ -462,10 +503,14 @@ pub async fn approve(
     let ev = ctx.audit(p.audit_name(), "request.approve", format!("request:{id}")).details(
         json!({ "role": r.role, "requester": r.requester_name, "comment": comment, "policies": decision.policies }),
     );
-    let grant_ev = ctx
-        .audit("system", "grant.activate", format!("request:{id}"))
-        .details(json!({ "role": r.role, "principal": format!("{}:{}", r.requester_kind.as_str(), r.requester_name) }));
-    let outcome = st.store.approve_request(&id, approval, new_id("grt")?, ev, grant_ev).await;
+    let grant_ev = ctx.audit("system", "grant.activate", format!("request:{id}")).details(json!({
+        "role": r.role,
+        "principal": format!("{}:{}", r.requester_kind.as_str(), r.requester_name),
+        "policies": decision.policies,
+    }));
+    // A grant never exceeds the role's maximum in force now, even if it was lowered while the request waited.
+    let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+    let outcome = st.store.approve_request(&id, approval, new_id("grt")?, max_ms, ev, grant_ev).await;
     let grant = match outcome {
         Ok(ApprovalOutcome::Granted(g)) => Some(g),
         Ok(ApprovalOutcome::Recorded { .. }) => None,
@@ -489,8 +534,8 @@ pub async fn deny(
 ) -> ApiResult<Json<RequestView>> {
     required_text("reason", &body.reason, "reason", "a denial")?;
     let r = load(&st, &id).await?;
-    if let Err(e) = approver_check(&st, &p, &r, &ctx.source) {
-        return Err(refused(&st, &ctx, &p, "request.deny", &r, e).await);
+    if let Err((e, details)) = approver_check(&st, &p, &r, &ctx.source) {
+        return Err(refused(&st, &ctx, &p, "request.deny", format!("request:{id}"), details, e).await);
     }
     let ev = ctx
         .audit(p.audit_name(), "request.deny", format!("request:{id}"))
@@ -674,21 +719,26 @@ pub async fn breakglass(
     latch_core::validate_name("role", &req.role)?;
     let role =
         policy.role(&req.role).ok_or_else(|| ApiError::NotFound(format!("role {:?} does not exist", req.role)))?;
+    let target = format!("role:{}", role.name);
     let Some(max) = role.breakglass else {
-        return Err(ApiError::Forbidden(format!("role {} does not allow break-glass access", role.name)));
+        let err = ApiError::Forbidden(format!("role {} does not allow break-glass access", role.name));
+        let details = json!({ "role": role.name, "breakglass": true, "reason": "breakglass_not_allowed", "policies": [],
+                              "policy_version": policy.hash() });
+        return Err(refused(&st, &ctx, &p, "breakglass.activate", target, details, err).await);
     };
     let d = parse_requested(&req.duration, max)?;
+    check_text("reason", &req.reason, MAX_TEXT)?;
+    check_text("ticket", &req.ticket, MAX_TICKET)?;
     let dctx = context_for(&st, &p, d, &req.reason, &req.ticket, &ctx.source, true);
-    check_role_rules(role, &dctx)?;
+    if let Err((err, details)) = check_role_rules(role, &dctx, policy.hash()) {
+        return Err(refused(&st, &ctx, &p, "breakglass.activate", target, details, err).await);
+    }
     let decision = policy.decide(Action::Breakglass, &principal_info(&p), &role.name, &dctx);
-    let target = format!("role:{}", role.name);
     if !decision.allowed {
-        let ev = ctx
-            .audit(p.audit_name(), "breakglass.activate", target)
-            .outcome(Outcome::Denied)
-            .details(json!({ "breakglass": true, "policies": decision.policies, "errors": decision.errors }));
-        st.store.append_audit(ev).await?;
-        return Err(ApiError::Forbidden(denied_message("break-glass into", &role.name, &decision)));
+        let err = ApiError::Forbidden(denied_message("break-glass into", &role.name, &decision));
+        let details = json!({ "role": role.name, "breakglass": true, "duration": format_duration(d),
+                              "policies": decision.policies, "errors": decision.errors, "policy_version": policy.hash() });
+        return Err(refused(&st, &ctx, &p, "breakglass.activate", target, details, err).await);
     }
     let now = st.clock.now();
     let request = AccessRequest {

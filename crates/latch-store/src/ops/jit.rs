@@ -322,6 +322,7 @@ impl JitStore for SqlStore {
         id: &str,
         approval: Approval,
         grant_id: String,
+        max_duration_ms: i64,
         audit: AuditDraft,
         grant_audit: AuditDraft,
     ) -> Result<ApprovalOutcome> {
@@ -357,6 +358,10 @@ impl JitStore for SqlStore {
             transition(ctx, &id, RequestState::Pending, RequestState::Active, &approval.approver_name, "approved")?;
             ctx.exec("UPDATE access_requests SET grant_id = ?2 WHERE id = ?1", args![id, grant_id])?;
             let now = ctx.now();
+            // Never longer than the role's maximum in force now (it may have been lowered since the request).
+            let duration_ms = req.duration_ms.min(max_duration_ms);
+            let format_ms =
+                |ms: i64| latch_core::format_duration(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
             let grant = Grant {
                 id: grant_id,
                 request_id: req.id.clone(),
@@ -366,7 +371,7 @@ impl JitStore for SqlStore {
                 role: req.role.clone(),
                 breakglass: false,
                 starts_at: now,
-                expires_at: Timestamp(now.millis().saturating_add(req.duration_ms)),
+                expires_at: Timestamp(now.millis().saturating_add(duration_ms)),
                 state: GrantState::Active,
                 ended_at: None,
                 revoked_by: None,
@@ -377,6 +382,12 @@ impl JitStore for SqlStore {
             if let Some(m) = details.as_object_mut() {
                 m.insert("grant_id".into(), json!(grant.id));
                 m.insert("expires_at".into(), json!(grant.expires_at.to_rfc3339()));
+                m.insert("duration".into(), json!(format_ms(duration_ms)));
+                if duration_ms < req.duration_ms {
+                    m.insert("clipped".into(), json!(true));
+                    m.insert("requested_duration".into(), json!(format_ms(req.duration_ms)));
+                    m.insert("max_duration".into(), json!(format_ms(max_duration_ms)));
+                }
             }
             ctx.audit(grant_audit.details(details))?;
             Ok(ApprovalOutcome::Granted(grant))

@@ -292,6 +292,16 @@ fn unique(p: &Path) -> PathBuf {
     }
 }
 
+/// Polls until `f` holds or 10 s pass, for work the server does on wall time
+/// (background jobs); never a fixed sleep.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
 pub fn run_cli(addr: &str, token: &str, args: &[&str], stdin: Option<&str>) -> Out {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
