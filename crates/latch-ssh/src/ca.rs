@@ -135,6 +135,17 @@ impl UserCa {
     }
 }
 
+/// A new Ed25519 user key pair from `seed` (32 bytes from the OS CSPRNG):
+/// the private key in OpenSSH format and the public-key line.
+pub fn user_key_pair(seed: &[u8; 32], comment: &str) -> Result<(zeroize::Zeroizing<String>, String), SshError> {
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(seed));
+    key.set_comment(comment);
+    let e = |e: russh::keys::ssh_key::Error| SshError::Sign(e.to_string());
+    let private = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(e)?;
+    let public = key.public_key().to_openssh().map_err(e)?;
+    Ok((private, public))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,15 +209,4 @@ mod tests {
             assert!(e.contains(needle), "{bad:.40}: {e}");
         }
     }
-}
-
-/// A new Ed25519 user key pair from `seed` (32 bytes from the OS CSPRNG):
-/// the private key in OpenSSH format and the public-key line.
-pub fn user_key_pair(seed: &[u8; 32], comment: &str) -> Result<(zeroize::Zeroizing<String>, String), SshError> {
-    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(seed));
-    key.set_comment(comment);
-    let e = |e: russh::keys::ssh_key::Error| SshError::Sign(e.to_string());
-    let private = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).map_err(e)?;
-    let public = key.public_key().to_openssh().map_err(e)?;
-    Ok((private, public))
 }
