@@ -472,6 +472,13 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// SSH certificate signing: in process, then over HTTP against a fresh dev server.
+    Ssh {
+        #[arg(long, default_value_t = 20_000)]
+        certs: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// Several nodes on one PostgreSQL database: request + token throughput
     /// with 1 node, then with N nodes (clients spread over them), and how fast
     /// a revocation on one node reaches another. Creates (and drops) its own
