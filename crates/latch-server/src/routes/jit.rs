@@ -418,6 +418,13 @@ async fn load(st: &AppState, id: &str) -> ApiResult<AccessRequest> {
     st.store.get_request(id).await?.ok_or_else(|| ApiError::NotFound(format!("request {id:?} not found")))
 }
 
+/// Approvers are people: a service principal is never one, even one whose
+/// name matches an approving user or that sits in an approving group. The
+/// one check every approver path (approve, deny, review, show, to-review) uses.
+fn is_user_approver(p: &Principal, role: &RoleSpec) -> bool {
+    p.kind == PrincipalKind::User && role.is_approver(&p.name, &p.groups)
+}
+
 /// Whether `p` may act as an approver of `r` now: an eligible approver of the
 /// role (by name or group), a user, not the requester, and permitted by Cedar.
 /// Returns Cedar's decision and the role's current maximum duration; a
@@ -438,7 +445,7 @@ fn approver_check(
         let err = ApiError::Conflict(format!("role {} no longer exists in the policy in force", r.role));
         return Err(refusal(err, &[]));
     };
-    if p.kind != PrincipalKind::User || !role.is_approver(&p.name, &p.groups) {
+    if !is_user_approver(p, role) {
         return Err(refusal(ApiError::Forbidden(format!("you are not an approver of role {}", r.role)), &[]));
     }
     let d = Duration::from_millis(u64::try_from(r.duration_ms).unwrap_or(0));
@@ -594,11 +601,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(1000);
     let requests = if q.to_review {
         let policy = st.policy();
-        let roles: Vec<String> = policy
-            .roles()
-            .filter(|r| p.kind == PrincipalKind::User && r.is_approver(&p.name, &p.groups))
-            .map(|r| r.name.clone())
-            .collect();
+        let roles: Vec<String> = policy.roles().filter(|r| is_user_approver(&p, r)).map(|r| r.name.clone()).collect();
         let pending = st
             .store
             .list_requests(RequestFilter {
@@ -630,7 +633,7 @@ pub async fn show(
 ) -> ApiResult<Json<RequestOutcome>> {
     let r = load(&st, &id).await?;
     let policy = st.policy();
-    let approver = policy.role(&r.role).is_some_and(|role| role.is_approver(&p.name, &p.groups));
+    let approver = policy.role(&r.role).is_some_and(|role| is_user_approver(&p, role));
     if r.requester_id != p.id && !approver && !p.is_admin() {
         return Err(ApiError::NotFound(format!("request {id:?} not found")));
     }
@@ -802,7 +805,7 @@ pub async fn review(
         return Err(ApiError::Forbidden("you cannot review your own break-glass use".into()));
     }
     let policy = st.policy();
-    let eligible = policy.role(&r.role).is_some_and(|role| role.is_approver(&p.name, &p.groups));
+    let eligible = policy.role(&r.role).is_some_and(|role| is_user_approver(&p, role));
     if !eligible && !p.is_admin() {
         return Err(ApiError::Forbidden(format!(
             "only approvers of role {} or administrators review its break-glass use",
