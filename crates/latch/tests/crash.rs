@@ -185,8 +185,8 @@ struct Sessions {
     admin: String,
 }
 
-/// Which approver a session token belongs to.
-fn body_lead<'a>(leads: &[String], token: &str) -> &'a str {
+/// The approver whose session `token` is.
+fn lead_of(leads: &[String], token: &str) -> &'static str {
     LEADS[leads.iter().position(|l| l == token).unwrap()]
 }
 
@@ -256,7 +256,7 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
             let seg = |i: usize| path.split('/').nth(i).unwrap_or_default().to_string();
             let (probe, before) = match what {
                 "approve" => {
-                    let lead = body_lead(&s.leads, token);
+                    let lead = lead_of(&s.leads, token);
                     (
                         format!(
                             "SELECT COUNT(*) FROM approvals WHERE request_id = '{}' AND approver_name = '{lead}'",
@@ -371,7 +371,7 @@ fn all_events(srv: &Server) -> Vec<Value> {
     }
 }
 
-/// Targets of the `grant.expire` events after `since`, through the API.
+/// Targets (`grant:ID`) of every `grant.expire` event, through the API.
 fn expire_targets(srv: &Server) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut since = 0;
