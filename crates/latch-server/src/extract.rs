@@ -45,7 +45,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
     }
 }
 
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -70,7 +70,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::bod
 
 /// Request bodies are JSON objects. Serde would also accept a struct written
 /// as an array of its fields by position, which no client means to send.
-fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let parsed = axum::Json::<T>::from_bytes(bytes).map(|axum::Json(v)| v).map_err(json_rejection);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => parsed,

@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::routes::{audit, auth, groups, jit, policy, sps, ssh, sys, tokens, users};
+use crate::routes::{audit, auth, groups, jit, policy, recordings, sps, ssh, sys, tokens, users};
 use crate::state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -105,6 +105,16 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(ssh::ca))
         .routes(routes!(ssh::krl))
         .routes(routes!(jit::revoke))
+        .routes(routes!(recordings::start, recordings::list))
+        .routes(routes!(recordings::show))
+        .routes(routes!(recordings::end))
+        .routes(routes!(recordings::cast))
+        // Chunks of a session recording are the one body allowed past BODY_LIMIT.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(recordings::append))
+                .layer(DefaultBodyLimit::max(recordings::CHUNK_LIMIT)),
+        )
         .routes(routes!(tokens::issue))
         .routes(routes!(tokens::jwks))
         .routes(routes!(tokens::openid_configuration))

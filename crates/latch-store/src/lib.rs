@@ -160,11 +160,35 @@ pub trait SshStore: Send + Sync + 'static {
     async fn revoked_ssh_serials(&self, now_unix: i64) -> Result<RevokedSerials>;
 }
 
+/// Recorded sessions (asciicast v2), stored incrementally as ordered chunks.
+#[async_trait]
+pub trait RecordingStore: Send + Sync + 'static {
+    /// Starts recording a session under `r.grant_id`, refusing if the grant
+    /// is not live at that moment; the session belongs to the grant's holder.
+    async fn start_recording(&self, r: NewRecording, audit: AuditDraft) -> Result<Recording>;
+    async fn get_recording(&self, id: &str) -> Result<Option<Recording>>;
+    /// Newest first.
+    async fn list_recordings(&self, f: RecordingFilter) -> Result<Vec<Recording>>;
+    /// Stores chunk `c.seq`: the next expected one is appended; one stored
+    /// before with the same digest is a [`ChunkOutcome::Duplicate`]; anything
+    /// else (a gap, different content, an ended recording) is a conflict
+    /// naming the seq expected. Not audited one by one: see `end_recording`.
+    async fn append_recording_chunk(&self, c: RecordingChunk) -> Result<ChunkOutcome>;
+    /// Ends an active recording with the audit event `audit` builds from its
+    /// totals; an ended one is returned unchanged (`false`), for retries.
+    async fn end_recording(&self, id: &str, audit: RecordingAudit) -> Result<(Recording, bool)>;
+    /// The event lines of every stored chunk, in order.
+    async fn recording_chunks(&self, id: &str) -> Result<Vec<String>>;
+}
+
+/// Builds the audit event of a recording's end from its final totals.
+pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
+
 /// Builds the audit event for one item the sweeper ends.
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
 #[async_trait]
-pub trait Store: JitStore + SshStore + Send + Sync + 'static {
+pub trait Store: JitStore + SshStore + RecordingStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

@@ -13,9 +13,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "jit", sql: include_str!("../migrations/0002_jit.sql") },
     Migration { version: 3, name: "cluster", sql: include_str!("../migrations/0003_cluster.sql") },
     Migration { version: 4, name: "ssh", sql: include_str!("../migrations/0004_ssh.sql") },
+    Migration { version: 5, name: "recordings", sql: include_str!("../migrations/0005_recordings.sql") },
 ];
 
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

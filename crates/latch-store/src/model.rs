@@ -242,3 +242,81 @@ pub struct RevokedSerials {
     pub serials: Vec<i64>,
     pub version: i64,
 }
+
+/// A recorded session as the server starts it.
+#[derive(Clone, Debug)]
+pub struct NewRecording {
+    pub id: String,
+    pub grant_id: String,
+    /// Who starts it and will write its chunks (a gateway, or the holder).
+    pub started_by_id: String,
+    pub started_by: String,
+    pub target: String,
+    pub login: String,
+    /// `shell` or `exec`.
+    pub kind: String,
+    pub width: i64,
+    pub height: i64,
+    pub term: String,
+}
+
+/// A recorded session: its metadata and the totals of what was stored.
+#[derive(Clone, Debug)]
+pub struct Recording {
+    pub id: String,
+    pub principal_id: String,
+    pub principal_kind: PrincipalKind,
+    pub principal_name: String,
+    pub grant_id: String,
+    pub started_by_id: String,
+    pub started_by: String,
+    pub target: String,
+    pub login: String,
+    pub kind: String,
+    pub width: i64,
+    pub height: i64,
+    pub term: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// `active` or `ended`.
+    pub state: String,
+    /// Chunks stored (numbered 0..next_seq): the next one expected.
+    pub next_seq: i64,
+    pub events: i64,
+    pub bytes: i64,
+    /// Time of the last event, microseconds after the start.
+    pub last_time_us: i64,
+}
+
+/// One chunk of asciicast event lines, validated by the caller.
+#[derive(Clone, Debug)]
+pub struct RecordingChunk {
+    pub recording_id: String,
+    pub seq: i64,
+    /// Event lines, each ending in `\n`.
+    pub body: String,
+    /// Hex SHA-256 of `body`.
+    pub digest: String,
+    pub events: i64,
+    pub bytes: i64,
+    pub first_time_us: i64,
+    pub last_time_us: i64,
+}
+
+/// What an append did.
+#[derive(Clone, Debug)]
+pub enum ChunkOutcome {
+    /// Stored now.
+    Appended(Recording),
+    /// The same chunk was stored before (a retry): nothing changed.
+    Duplicate(Recording),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RecordingFilter {
+    /// Only this principal's sessions.
+    pub principal_id: Option<String>,
+    /// Only sessions still running.
+    pub active: bool,
+    pub limit: usize,
+}

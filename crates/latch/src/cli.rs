@@ -154,6 +154,16 @@ pub enum Command {
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Recorded SSH sessions: list them (yours, or everyone's for administrators), show, export.
+    Sessions(SessionsArgs),
+    /// Play a recorded session in this terminal, with its timing.
+    Replay {
+        /// The recording (rec_…).
+        id: String,
+        /// Playback speed: 2 is twice as fast; 0 prints everything at once.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
     /// Measure latch's throughput on this machine.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -236,6 +246,29 @@ pub enum SshCmd {
         /// Seconds between fetches with --watch.
         #[arg(long, default_value_t = 5)]
         interval: u64,
+    },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SessionsArgs {
+    /// Only sessions still running.
+    #[arg(long)]
+    pub active: bool,
+    #[command(subcommand)]
+    pub cmd: Option<SessionsCmd>,
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCmd {
+    /// Show one recording's metadata.
+    Show { id: String },
+    /// Write the recording as an asciicast v2 file (plays with `asciinema play`), to stdout or --out.
+    Export {
+        id: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -14,6 +14,7 @@ mod commands;
 mod jit_cmd;
 mod out;
 mod server_cmd;
+mod sessions_cmd;
 mod ssh_cmd;
 
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ fn main() -> ExitCode {
         Command::Ssh(cmd) => ssh_cmd::run(cmd, &g),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
+        Command::Sessions(a) => sessions_cmd::run(a, &g),
+        Command::Replay { id, speed } => sessions_cmd::replay(&id, speed, &g),
         c @ (Command::Apply { .. }
         | Command::Roles
         | Command::Policy(_)

@@ -148,6 +148,15 @@ const MATRIX: &[Row] = &[
     ("POST /v1/grants/{id}/token",                            "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/ssh",                              "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/revoke",                           "id=revoke_me",                    [N, A, F, F, A, F, N, N, N]),
+    // -- session recordings: started under one's own live grant (admins: anyone's, as the gateway);
+    //    written by whoever started them or admins; read by the session's holder and admins --
+    ("POST /v1/recordings",                                   "",                                [N, A, F, F, A, F, N, N, N]),
+    ("GET /v1/recordings",                                    "",                                [N, A, A, A, A, A, N, N, N]),
+    ("GET /v1/recordings",                                    "?active=true",                    [N, A, A, A, A, A, N, N, N]),
+    ("GET /v1/recordings/{id}",                               "id=alice_recording",              [N, A, H, H, A, H, N, N, N]),
+    ("GET /v1/recordings/{id}/cast",                          "id=alice_recording",              [N, A, H, H, A, H, N, N, N]),
+    ("POST /v1/recordings/{id}/chunks",                       "id=append_me",                    [N, A, H, H, A, H, N, N, N]),
+    ("POST /v1/recordings/{id}/end",                          "id=end_me",                       [N, A, H, H, A, H, N, N, N]),
     // -- token introspection: any signed-in caller (RFC 7662 wants the caller authenticated) --
     ("POST /v1/tokens/introspect",                            "",                                [N, A, A, A, A, A, N, N, N]),
 ];
@@ -200,6 +209,10 @@ fn body(route: &str) -> Option<&'static str> {
         "POST /v1/grants/{id}/ssh" => r#"{"public_key": "<ssh_key>"}"#,
         "POST /v1/grants/{id}/revoke" => r#"{"reason": "done"}"#,
         "POST /v1/tokens/introspect" => r#"{"token": "<jwt>"}"#,
+        "POST /v1/recordings" => {
+            r#"{"grant_id": "<alice_grant>", "target": "db-1.prod.internal", "login": "deploy", "kind": "shell", "width": 80, "height": 24}"#
+        }
+        "POST /v1/recordings/{id}/chunks" => r#"{"seq": 0, "events": "[0.5, \"o\", \"$ \"]\n"}"#,
         _ => return None,
     })
 }
@@ -370,6 +383,34 @@ fn setup() -> Fixture {
         res.insert(format!("review_me@{k}"), str_of(&bg, "/request/id"));
         res.insert(format!("revoke_me@{k}"), active_grant());
     }
+    // alice's recordings (under her grant): one to read, and per actor one to append to and one to end.
+    let rec_grant = res["alice_grant"].clone();
+    let recording = || {
+        let v = call(
+            &s,
+            "POST",
+            "/v1/recordings",
+            &alice,
+            json!({ "grant_id": rec_grant, "target": "db-1", "login": "deploy", "kind": "exec",
+                    "width": 100, "height": 30 }),
+        );
+        str_of(&v, "/id")
+    };
+    let shared = recording();
+    call(
+        &s,
+        "POST",
+        &format!("/v1/recordings/{shared}/chunks"),
+        &alice,
+        json!({ "seq": 0, "events": "[0.1, \"o\", \"ok\"]" }),
+    );
+    for k in ACTORS {
+        for what in ["append_me", "end_me"] {
+            let id = recording();
+            res.insert(format!("{what}@{k}"), id);
+        }
+    }
+    res.insert("alice_recording".into(), shared);
 
     let tokens = HashMap::from([
         ("anon", None),

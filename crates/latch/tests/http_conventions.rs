@@ -196,6 +196,12 @@ fn openapi_documents_every_route() {
     let expected: BTreeSet<String> = [
         "GET /v1/sys/health",
         "POST /v1/grants/{id}/ssh",
+        "POST /v1/recordings",
+        "GET /v1/recordings",
+        "GET /v1/recordings/{id}",
+        "POST /v1/recordings/{id}/chunks",
+        "POST /v1/recordings/{id}/end",
+        "GET /v1/recordings/{id}/cast",
         "GET /v1/ssh/ca",
         "GET /v1/ssh/krl",
         "POST /v1/sys/test/clock",

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod groups;
 pub mod jit;
 pub mod policy;
+pub mod recordings;
 pub mod sps;
 pub mod ssh;
 pub mod sys;

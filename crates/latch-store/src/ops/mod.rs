@@ -2,4 +2,5 @@
 
 pub(crate) mod identity;
 mod jit;
+mod recordings;
 pub(crate) mod ssh;

@@ -1,0 +1,524 @@
+//! Recorded sessions: the gateway starts a recording under a grant, appends
+//! its asciicast v2 events in ordered chunks while the session runs, and ends
+//! it; the holder and administrators list, inspect and export them.
+//!
+//! Everything is validated before anything is stored: the terminal size (real
+//! sizes only: asciinema cannot play a 0×0 terminal), every event line
+//! (`[time, "o"|"i"|"r", data]`, times never going back), and each chunk's
+//! size. Chunks are numbered from 0; a repeated chunk with the same content
+//! is accepted again without change (a retry), a gap is refused with the seq
+//! expected.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use latch_core::{Principal, Timestamp};
+use latch_store::{ChunkOutcome, NewRecording, Recording, RecordingChunk, RecordingFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, Caller, Ctx};
+use crate::state::AppState;
+
+/// Largest chunk upload, in bytes (the rest of the API takes 64 KiB).
+pub const CHUNK_LIMIT: usize = 1024 * 1024;
+/// Largest terminal side accepted, in cells.
+const MAX_SIDE: i64 = 2000;
+/// Latest event time accepted, in seconds from the start (about 30 years).
+const MAX_TIME_SECS: f64 = 1.0e9;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRecording {
+    /// The grant the session runs under: yours, or anyone's for an administrator (the gateway).
+    pub grant_id: String,
+    /// The target host.
+    pub target: String,
+    /// The login on the target; one of the role's SSH principals.
+    pub login: String,
+    /// `shell` or `exec`.
+    pub kind: String,
+    /// Terminal columns (1–2000).
+    pub width: i64,
+    /// Terminal rows (1–2000).
+    pub height: i64,
+    /// The terminal type (`TERM`), for the asciicast header; `xterm-256color` when omitted.
+    #[serde(default)]
+    pub term: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendChunk {
+    /// The chunk's number: 0 for the first, then one more each time.
+    pub seq: i64,
+    /// asciicast v2 event lines, one JSON array `[time, "o"|"i"|"r", data]` per line.
+    pub events: String,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RecordingView {
+    pub id: String,
+    /// Whose session it is: the grant's holder.
+    pub user: String,
+    pub user_kind: String,
+    pub grant_id: String,
+    /// Who writes it (the gateway, or the holder).
+    pub recorded_by: String,
+    pub target: String,
+    pub login: String,
+    /// `shell` or `exec`.
+    pub kind: String,
+    pub width: i64,
+    pub height: i64,
+    pub term: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    /// `active` or `ended`.
+    pub state: String,
+    /// Chunks stored; the next one expected has this seq.
+    pub chunks: i64,
+    pub events: i64,
+    /// Bytes of recorded terminal data (output and input).
+    pub bytes: i64,
+    /// Seconds from the start to the last event.
+    pub duration: f64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RecordingList {
+    pub recordings: Vec<RecordingView>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ChunkAck {
+    pub recording: RecordingView,
+    /// True when this chunk had been stored before (a retry): nothing changed.
+    pub duplicate: bool,
+    /// The seq of the next chunk to send.
+    pub next_seq: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsQuery {
+    /// Only sessions still running.
+    #[serde(default)]
+    pub active: bool,
+    /// At most this many, newest first (default 1000).
+    pub limit: Option<usize>,
+}
+
+pub(crate) fn recording_view(r: &Recording) -> RecordingView {
+    RecordingView {
+        id: r.id.clone(),
+        user: r.principal_name.clone(),
+        user_kind: r.principal_kind.as_str().into(),
+        grant_id: r.grant_id.clone(),
+        recorded_by: r.started_by.clone(),
+        target: r.target.clone(),
+        login: r.login.clone(),
+        kind: r.kind.clone(),
+        width: r.width,
+        height: r.height,
+        term: r.term.clone(),
+        started_at: r.started_at.to_rfc3339(),
+        ended_at: r.ended_at.map(Timestamp::to_rfc3339),
+        state: r.state.clone(),
+        chunks: r.next_seq,
+        events: r.events,
+        bytes: r.bytes,
+        duration: r.last_time_us as f64 / 1e6,
+    }
+}
+
+/// Administrators see every recording; others only their own sessions (and
+/// what they record themselves). Anything else is not found, not forbidden:
+/// a recording's existence is not revealed.
+fn may_read(p: &Principal, r: &Recording) -> bool {
+    p.is_admin() || r.principal_id == p.id || r.started_by_id == p.id
+}
+
+async fn load_readable(st: &AppState, p: &Principal, id: &str) -> ApiResult<Recording> {
+    latch_core::validate_name("recording id", id)?;
+    st.store
+        .get_recording(id)
+        .await?
+        .filter(|r| may_read(p, r))
+        .ok_or_else(|| ApiError::NotFound(format!("recording {id:?} not found")))
+}
+
+/// Only the writer (the gateway that started it, or the holder recording
+/// themselves) and administrators change a recording; the holder of a
+/// session a gateway records may read it, never rewrite it.
+async fn load_writable(st: &AppState, p: &Principal, id: &str) -> ApiResult<Recording> {
+    let r = load_readable(st, p, id).await?;
+    if !p.is_admin() && r.started_by_id != p.id {
+        return Err(ApiError::Forbidden(format!(
+            "recording {id} is written by {}, which started it: you may read it, not change it",
+            r.started_by
+        )));
+    }
+    Ok(r)
+}
+
+fn valid_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        && !s.starts_with(['.', '-'])
+}
+
+/// `*` matches any run of characters, `?` any one.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let (p, h): (Vec<char>, Vec<char>) = (pattern.chars().collect(), host.chars().collect());
+    let (mut pi, mut hi, mut star, mut mark) = (0, 0, None, 0);
+    while hi < h.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == h[hi]) {
+            pi += 1;
+            hi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = hi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            hi = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn check_size(what: &str, v: i64) -> ApiResult<()> {
+    if (1..=MAX_SIDE).contains(&v) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what} is {v}: give the real terminal size, 1 to {MAX_SIDE} cells (asciinema cannot play a 0-sized terminal)"
+        )))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/recordings", tag = "recordings", request_body = StartRecording,
+    responses((status = 201, body = RecordingView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn start(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<StartRecording>,
+) -> ApiResult<(StatusCode, Json<RecordingView>)> {
+    latch_core::validate_name("grant id", &req.grant_id)?;
+    let target = req.target.trim().to_ascii_lowercase();
+    if !valid_host(&target) {
+        return Err(ApiError::BadRequest(format!(
+            "target {:?} is not a host name (letters, digits, '.' and '-'; at most 253)",
+            req.target
+        )));
+    }
+    if !latch_policy::role::valid_login(&req.login) {
+        return Err(ApiError::BadRequest(format!(
+            "login {:?} is not a login name (lowercase letters, digits, _ . -; at most 32)",
+            req.login
+        )));
+    }
+    if req.kind != "shell" && req.kind != "exec" {
+        return Err(ApiError::BadRequest(format!("kind {:?} is unknown: use shell or exec", req.kind)));
+    }
+    check_size("width", req.width)?;
+    check_size("height", req.height)?;
+    let term = req.term.unwrap_or_else(|| "xterm-256color".into());
+    if term.is_empty() || term.len() > 64 || !term.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)) {
+        return Err(ApiError::BadRequest(format!(
+            "term {term:?} is not a terminal type (letters, digits, . _ + -; at most 64)"
+        )));
+    }
+    let grant = st
+        .store
+        .get_grant(&req.grant_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("grant {:?} not found", req.grant_id)))?;
+    if grant.principal_id != p.id && !p.is_admin() {
+        return Err(ApiError::Forbidden(format!(
+            "grant {} belongs to {}, not to you: record sessions under your own grant",
+            grant.id, grant.principal_name
+        )));
+    }
+    if !grant.is_live(st.clock.now()) {
+        return Err(ApiError::Conflict(format!("grant {} is no longer active: request the role again", grant.id)));
+    }
+    let policy = st.policy();
+    let role =
+        policy.role(&grant.role).ok_or_else(|| ApiError::Conflict(format!("role {} no longer exists", grant.role)))?;
+    let spec = role
+        .ssh
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest(format!("role {} does not allow SSH sessions", role.name)))?;
+    if !spec.principals.contains(&req.login) {
+        return Err(ApiError::BadRequest(format!(
+            "login {:?} is not allowed for role {}: use one of {:?}",
+            req.login, role.name, spec.principals
+        )));
+    }
+    if !spec.hosts.is_empty() && !spec.hosts.iter().any(|h| host_matches(h, &target)) {
+        return Err(ApiError::BadRequest(format!(
+            "target {target} is not a host of role {}: it reaches {:?}",
+            role.name, spec.hosts
+        )));
+    }
+    let id = latch_crypto::new_id("rec")?;
+    let ev = ctx.audit(p.audit_name(), "recording.start", format!("recording:{id}")).details(json!({
+        "grant_id": grant.id, "role": grant.role, "user": format!("{}:{}", grant.principal_kind.as_str(), grant.principal_name),
+        "target": target, "login": req.login, "kind": req.kind, "width": req.width, "height": req.height,
+        "breakglass": grant.breakglass,
+    }));
+    let rec = NewRecording {
+        id,
+        grant_id: grant.id,
+        started_by_id: p.id.clone(),
+        started_by: p.audit_name(),
+        target,
+        login: req.login,
+        kind: req.kind,
+        width: req.width,
+        height: req.height,
+        term,
+    };
+    let r = st.store.start_recording(rec, ev).await?;
+    Ok((StatusCode::CREATED, Json(recording_view(&r))))
+}
+
+/// A validated chunk: its normalized lines and totals.
+struct Parsed {
+    body: String,
+    events: i64,
+    bytes: i64,
+    first_us: i64,
+    last_us: i64,
+}
+
+/// Checks every line of `events`; the first bad one is named, nothing is kept.
+fn parse_events(events: &str) -> ApiResult<Parsed> {
+    let mut out = Parsed { body: String::with_capacity(events.len()), events: 0, bytes: 0, first_us: 0, last_us: 0 };
+    for (i, raw) in events.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let bad = |why: String| {
+            ApiError::BadRequest(format!(
+                "events line {n}: {why}; each line must be an asciicast v2 event [time, \"o\"|\"i\"|\"r\", data]"
+            ))
+        };
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let Some([t, code, data]) = v.as_array().map(Vec::as_slice) else {
+            return Err(bad("not a JSON array of 3 elements".into()));
+        };
+        let t = t.as_f64().filter(|t| t.is_finite() && (0.0..=MAX_TIME_SECS).contains(t));
+        let t = t.ok_or_else(|| bad("the time is not a number of seconds from 0".into()))?;
+        let data = data.as_str().ok_or_else(|| bad("the data is not a string".into()))?;
+        match code.as_str() {
+            Some("o" | "i") => out.bytes += i64::try_from(data.len()).unwrap_or(i64::MAX),
+            Some("r") => {
+                let size =
+                    data.split_once('x').and_then(|(w, h)| Some((w.parse::<i64>().ok()?, h.parse::<i64>().ok()?)));
+                match size {
+                    Some((w, h)) if (1..=MAX_SIDE).contains(&w) && (1..=MAX_SIDE).contains(&h) => {}
+                    _ => {
+                        return Err(bad(format!(
+                            "a resize must be \"COLSxROWS\" with 1 to {MAX_SIDE} each, not {data:?}"
+                        )));
+                    }
+                }
+            }
+            _ => return Err(bad(format!("unknown event type {code}"))),
+        }
+        let us = (t * 1e6).round() as i64;
+        if out.events > 0 && us < out.last_us {
+            return Err(bad(format!("the time {t} is before the previous event's: times never go back")));
+        }
+        if out.events == 0 {
+            out.first_us = us;
+        }
+        out.last_us = us;
+        out.events += 1;
+        out.body.push_str(line);
+        out.body.push('\n');
+    }
+    if out.events == 0 {
+        return Err(ApiError::BadRequest("events holds no event lines: send at least one".into()));
+    }
+    Ok(out)
+}
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge {
+        message: format!("a chunk may be at most {CHUNK_LIMIT} bytes (1 MiB): split the events into more chunks"),
+    }
+}
+
+/// Appends chunk `seq`. Sending the chunk already stored under that seq again
+/// is a no-op (`duplicate: true`); skipping ahead is a 409 naming the seq
+/// expected. Bodies up to 1 MiB.
+#[utoipa::path(post, path = "/v1/recordings/{id}/chunks", tag = "recordings", request_body = AppendChunk,
+    responses((status = 200, body = ChunkAck), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn append(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    request: Request,
+) -> ApiResult<Json<ChunkAck>> {
+    if !crate::extract::is_json(request.headers()) {
+        return Err(ApiError::UnsupportedMediaType {
+            message: "send the body as JSON with the header Content-Type: application/json".into(),
+        });
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), CHUNK_LIMIT).await.map_err(|_| too_large())?;
+    let req: AppendChunk = crate::extract::parse_object(&bytes)?;
+    let r = load_writable(&st, &p, &id).await?;
+    if req.seq < 0 {
+        return Err(ApiError::BadRequest(format!("seq is {}: chunks are numbered from 0", req.seq)));
+    }
+    let parsed = parse_events(&req.events)?;
+    let chunk = RecordingChunk {
+        recording_id: r.id,
+        seq: req.seq,
+        digest: latch_crypto::hex(&latch_crypto::sha256(parsed.body.as_bytes())),
+        body: parsed.body,
+        events: parsed.events,
+        bytes: parsed.bytes,
+        first_time_us: parsed.first_us,
+        last_time_us: parsed.last_us,
+    };
+    let (r, duplicate) = match st.store.append_recording_chunk(chunk).await? {
+        ChunkOutcome::Appended(r) => (r, false),
+        ChunkOutcome::Duplicate(r) => (r, true),
+    };
+    Ok(Json(ChunkAck { next_seq: r.next_seq, recording: recording_view(&r), duplicate }))
+}
+
+/// Ends a recording; the audit event carries its totals. Ending it again
+/// changes nothing (for retries).
+#[utoipa::path(post, path = "/v1/recordings/{id}/end", tag = "recordings",
+    responses((status = 200, body = RecordingView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn end(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordingView>> {
+    let r = load_writable(&st, &p, &id).await?;
+    let actor = p.audit_name();
+    let audit = Box::new(move |r: &Recording| {
+        ctx.audit(actor, "recording.end", format!("recording:{}", r.id)).details(json!({
+            "grant_id": r.grant_id, "user": format!("{}:{}", r.principal_kind.as_str(), r.principal_name),
+            "target": r.target, "login": r.login, "chunks": r.next_seq, "events": r.events, "bytes": r.bytes,
+            "duration": r.last_time_us as f64 / 1e6,
+        }))
+    });
+    let (r, _) = st.store.end_recording(&r.id, audit).await?;
+    Ok(Json(recording_view(&r)))
+}
+
+#[utoipa::path(get, path = "/v1/recordings", tag = "recordings", params(RecordingsQuery),
+    responses((status = 200, body = RecordingList)), security(("bearer" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    ApiQuery(q): ApiQuery<RecordingsQuery>,
+) -> ApiResult<Json<RecordingList>> {
+    let filter = RecordingFilter {
+        principal_id: (!p.is_admin()).then(|| p.id.clone()),
+        active: q.active,
+        limit: q.limit.unwrap_or(1000),
+    };
+    let list = st.store.list_recordings(filter).await?;
+    Ok(Json(RecordingList { recordings: list.iter().map(recording_view).collect() }))
+}
+
+#[utoipa::path(get, path = "/v1/recordings/{id}", tag = "recordings",
+    responses((status = 200, body = RecordingView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn show(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RecordingView>> {
+    let r = load_readable(&st, &p, &id).await?;
+    Ok(Json(recording_view(&r)))
+}
+
+/// The whole recording as an asciicast v2 file: the header line, then every
+/// event stored so far (a running session's too).
+#[utoipa::path(get, path = "/v1/recordings/{id}/cast", tag = "recordings",
+    responses((status = 200, body = String, content_type = "application/x-asciicast"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cast(
+    State(st): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let r = load_readable(&st, &p, &id).await?;
+    let chunks = st.store.recording_chunks(&r.id).await?;
+    let header = json!({
+        "version": 2,
+        "width": r.width,
+        "height": r.height,
+        "timestamp": r.started_at.secs(),
+        "title": format!("{}@{} ({})", r.login, r.target, r.id),
+        "env": { "TERM": r.term },
+    });
+    let mut body = String::with_capacity(chunks.iter().map(String::len).sum::<usize>() + 256);
+    body.push_str(&header.to_string());
+    body.push('\n');
+    for c in &chunks {
+        body.push_str(c);
+    }
+    let disposition = format!("attachment; filename=\"{}.cast\"", r.id);
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-asciicast".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_match() {
+        assert!(host_matches("db-*.prod.internal", "db-1.prod.internal"));
+        assert!(host_matches("*", "anything"));
+        assert!(host_matches("web-?", "web-1"));
+        assert!(!host_matches("web-?", "web-12"));
+        assert!(!host_matches("db-*.prod.internal", "db-1.dev.internal"));
+    }
+
+    #[test]
+    fn events_are_validated_line_by_line() {
+        let ok = parse_events("[0.1, \"o\", \"hi\"]\r\n\n[0.2, \"r\", \"100x30\"]\n[0.2, \"i\", \"l\"]\n").unwrap();
+        assert_eq!((ok.events, ok.bytes, ok.first_us, ok.last_us), (3, 3, 100_000, 200_000));
+        assert_eq!(ok.body.lines().count(), 3);
+        for bad in [
+            "",
+            "[0.1, \"o\"]",
+            "[0.1, \"x\", \"a\"]",
+            "[-1, \"o\", \"a\"]",
+            "[0.1, \"o\", 5]",
+            "{\"a\": 1}",
+            "[0.2, \"o\", \"a\"]\n[0.1, \"o\", \"b\"]",
+            "[0.1, \"r\", \"0x24\"]",
+            "not json",
+        ] {
+            assert!(parse_events(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
