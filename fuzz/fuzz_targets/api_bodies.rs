@@ -1,8 +1,8 @@
 //! JSON request bodies, decoded into the structs the handlers take (unknown
 //! fields refused): any bytes give a value or an error.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 use latch_server::routes::{auth, jit, ssh, tokens};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<auth::LoginRequest>(data);
