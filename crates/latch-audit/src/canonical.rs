@@ -77,7 +77,9 @@ mod tests {
     /// differently, so `audit verify` would have flagged an untouched event.
     #[test]
     fn canonical_form_survives_a_round_trip_through_text() {
-        for text in ["991999998999919919999", "9.9199999899992e+20", "1e-7", "0.1", "-0.0", "123456789012345678901234567890"] {
+        for text in
+            ["991999998999919919999", "9.9199999899992e+20", "1e-7", "0.1", "-0.0", "123456789012345678901234567890"]
+        {
             let v: Value = serde_json::from_str(text).unwrap();
             let c = canonical_json(&v);
             let back: Value = serde_json::from_str(&c).unwrap();
