@@ -60,7 +60,7 @@ pub async fn sweeper(st: AppState) {
 /// Forgets failed logins that no throttling window can still count.
 async fn prune_login_failures(st: &AppState) {
     let keep = st.auth.per_identity.window.max(st.auth.per_source.window);
-    let before = latch_core::Timestamp(st.clock.now().millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+    let before = st.clock.now().minus(keep);
     if let Err(e) = st.store.prune_login_failures(before).await {
         tracing::warn!(error = %e, "cannot prune failed-login records");
     }

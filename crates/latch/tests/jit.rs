@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use common::{Server, run_cli, secret_from_uri, totp_at};
 use serde_json::{Value, json};
@@ -148,13 +147,9 @@ impl Jit {
         self.as_user(token, &a).ok().json()
     }
 
-    /// Polls until `f` holds or 10 s pass (background work runs on wall time).
+    /// Polls until `f` holds (background work runs on wall time).
     fn eventually(&self, what: &str, f: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
+        common::eventually(what, f);
     }
 }
 

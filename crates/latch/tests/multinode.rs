@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, pg, run_cli};
+use common::{Server, copy_keys, eventually_within, pg, run_cli};
 use serde_json::{Value, json};
 
 const PW: &str = "correct horse battery";
@@ -51,19 +50,6 @@ permit(principal in Group::"eng", action == Action::"activate", resource == Role
 @id("dba-leads-approve")
 permit(principal in Group::"dba-leads", action == Action::"approve", resource == Role::"prod-db");
 "#;
-
-/// Copies a node's key files to another node, as an operator does (like TLS keys).
-fn copy_keys(from: &Path, to: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let (src, dst) = (from.join("keys"), to.join("keys"));
-    std::fs::create_dir_all(&dst).unwrap();
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
-    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700)).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-}
 
 struct Nodes {
     nodes: Vec<Server>,
@@ -103,7 +89,7 @@ impl Nodes {
         let hash = applied["hash"].as_str().unwrap().to_string();
         // Every node follows the version applied on one.
         for i in 0..3 {
-            eventually("every node to follow the policy", Duration::from_secs(5), || {
+            eventually_within("every node to follow the policy", Duration::from_secs(5), || {
                 n.health(i).1["policy_version"] == hash.as_str()
             });
         }
@@ -122,14 +108,6 @@ impl Nodes {
     /// Indexes of the live nodes that report leadership.
     fn leaders(&self, alive: &[usize]) -> Vec<usize> {
         alive.iter().copied().filter(|i| self.health(*i).1["leader"] == true).collect()
-    }
-}
-
-fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::park_timeout(Duration::from_millis(20));
     }
 }
 
@@ -229,7 +207,7 @@ fn a_revocation_on_one_node_is_seen_by_the_others_within_a_second() {
 fn background_work_moves_to_another_node_when_its_node_dies() {
     let mut n = Nodes::start();
     let all = [0, 1, 2];
-    eventually("exactly one leader", Duration::from_secs(10), || n.leaders(&all).len() == 1);
+    eventually_within("exactly one leader", Duration::from_secs(10), || n.leaders(&all).len() == 1);
     let leader = n.leaders(&all)[0];
     let alice = n.login((leader + 1) % 3, "alice");
     let survivor = (leader + 1) % 3;
@@ -246,7 +224,7 @@ fn background_work_moves_to_another_node_when_its_node_dies() {
     n.nodes[leader].wait();
     let alive: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
     let t0 = Instant::now();
-    eventually("a new leader", Duration::from_secs(10), || n.leaders(&alive).len() == 1);
+    eventually_within("a new leader", Duration::from_secs(10), || n.leaders(&alive).len() == 1);
     println!("leadership moved in {:?}", t0.elapsed());
 
     // Time passes on every surviving node; the grant expires via the new leader.
@@ -255,7 +233,7 @@ fn background_work_moves_to_another_node_when_its_node_dies() {
     }
     // Only the sweeper writes `grant.expire`: its event proves the new leader ran it.
     let s = &n.nodes[survivor];
-    eventually("the sweeper on another node to expire the grant", Duration::from_secs(10), || {
+    eventually_within("the sweeper on another node to expire the grant", Duration::from_secs(10), || {
         !s.audit("grant.expire").is_empty()
     });
     let expiries = s.audit("grant.expire");

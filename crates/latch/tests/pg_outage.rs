@@ -9,20 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, pg};
+use common::{Server, copy_keys, eventually_within, pg};
 use serde_json::json;
 
 const PW: &str = "correct horse battery";
-
-fn eventually(what: &str, within: Duration, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-}
 
 /// `latch server --config FILE` (no bootstrap token: the store is not empty).
 struct ConfigNode {
@@ -58,15 +50,6 @@ impl Drop for ConfigNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn copy_keys(from: &Path, to: &Path) {
-    let dst = to.join("keys");
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(from.join("keys")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
 }
 
@@ -108,12 +91,12 @@ fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
 
     pg::cluster().kill();
 
-    eventually("the configured node to report the database unreachable", Duration::from_secs(10), || {
+    eventually_within("the configured node to report the database unreachable", Duration::from_secs(10), || {
         let (status, h) = c.health();
         status == 503 && h["database"] == "unreachable"
     });
     for node in [&a, &b] {
-        eventually("health to report the database unreachable", Duration::from_secs(10), || {
+        eventually_within("health to report the database unreachable", Duration::from_secs(10), || {
             let (status, h) = node.http("GET", "/v1/sys/health", None, None);
             status == 503 && h["status"] == "degraded" && h["database"] == "unreachable"
         });
@@ -129,10 +112,10 @@ fn nodes_fail_closed_without_the_database_and_recover_losing_nothing() {
     }
 
     pg::cluster().restart();
-    eventually("the configured node to recover", Duration::from_secs(20), || c.health().0 == 200);
+    eventually_within("the configured node to recover", Duration::from_secs(20), || c.health().0 == 200);
 
     for node in [&a, &b] {
-        eventually("the node to recover", Duration::from_secs(20), || {
+        eventually_within("the node to recover", Duration::from_secs(20), || {
             node.http("GET", "/v1/sys/health", None, None).0 == 200
         });
         let (status, me) = node.http("GET", "/v1/auth/whoami", Some(&alice_token), None);

@@ -93,8 +93,7 @@ fn source_key(source: &str) -> String {
 /// Failures are counted in the store, so every node sees the same ones.
 async fn limited(st: &AppState, identity: &str, source: &str, now: Timestamp) -> ApiResult<Option<u64>> {
     let (id_limit, src_limit) = (st.auth.per_identity, st.auth.per_source);
-    let since =
-        Timestamp(now.millis() - i64::try_from(id_limit.window.max(src_limit.window).as_millis()).unwrap_or(i64::MAX));
+    let since = now.minus(id_limit.window.max(src_limit.window));
     let src = source_key(source);
     let failures = st.store.login_failures(vec![identity.to_string(), src.clone()], since).await?;
     let times = |key: &str| failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect::<Vec<_>>();

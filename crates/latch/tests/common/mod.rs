@@ -294,11 +294,30 @@ fn unique(p: &Path) -> PathBuf {
 
 /// Polls until `f` holds or 10 s pass, for work the server does on wall time
 /// (background jobs); never a fixed sleep.
-pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(10), f);
+}
+
+/// [`eventually`] with its own limit.
+pub fn eventually_within(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Copies a node's key files to another node's data directory, as an
+/// operator does for nodes sharing one database (like TLS keys).
+pub fn copy_keys(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dst = to.join("keys");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for e in std::fs::read_dir(from.join("keys")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
 }
 
