@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 /// The group whose members administer latch itself.
 pub const ADMIN_GROUP: &str = "admins";
+/// The group of the service principals that run `latch gateway`: they may
+/// check users' certificates, get upstream certificates and record sessions
+/// under anyone's grant, and nothing else beyond what any principal may.
+pub const GATEWAY_GROUP: &str = "ssh-gateways";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +48,9 @@ pub struct Principal {
 impl Principal {
     pub fn is_admin(&self) -> bool {
         self.groups.iter().any(|g| g == ADMIN_GROUP)
+    }
+    pub fn is_gateway(&self) -> bool {
+        self.groups.iter().any(|g| g == GATEWAY_GROUP)
     }
     /// How the principal is named in audit events: `user:alice`, `service_principal:ci`.
     pub fn audit_name(&self) -> String {

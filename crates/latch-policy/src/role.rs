@@ -84,8 +84,18 @@ pub struct SshSpec {
     pub force_command: Option<String>,
     /// The `source-address` critical option (comma-separated CIDRs), when set.
     pub source_address: Option<String>,
-    /// OpenSSH extensions granted (default: `permit-pty`).
+    /// OpenSSH extensions granted (default: `permit-pty`). The gateway
+    /// forwards ports only for roles granted `permit-port-forwarding`.
     pub extensions: Vec<String>,
+    /// Whether the gateway records what the user types too (never while a
+    /// password prompt is showing); output is always recorded.
+    pub record_input: bool,
+}
+
+impl SshSpec {
+    pub fn allows_port_forwarding(&self) -> bool {
+        self.extensions.iter().any(|e| e == "permit-port-forwarding")
+    }
 }
 
 /// The extensions OpenSSH knows for user certificates.
@@ -332,6 +342,8 @@ struct SshToml {
     source_address: Option<Spanned<String>>,
     #[serde(default)]
     extensions: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    record_input: bool,
 }
 
 #[derive(Deserialize)]
@@ -409,7 +421,7 @@ fn ssh_spec(section: Spanned<SshToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Ve
             out
         }
     };
-    SshSpec { principals, hosts, max_validity, force_command, source_address, extensions }
+    SshSpec { principals, hosts, max_validity, force_command, source_address, extensions, record_input: t.record_input }
 }
 
 /// Parse and validate one role file. Every problem found is returned, each with its line.
@@ -712,6 +724,7 @@ max_ttl = "15m"
         assert_eq!(s.principals, ["root", "deploy"]);
         assert_eq!(s.max_validity, Some(Duration::from_secs(1800)));
         assert_eq!(s.extensions, ["permit-pty", "permit-port-forwarding"]);
+        assert!(s.allows_port_forwarding() && !s.record_input);
         let defaults = parse_role(
             "roles/a.toml",
             "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\nprincipals = [\"root\"]\n",

@@ -32,7 +32,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::routes::{audit, auth, groups, jit, policy, recordings, sps, ssh, sys, tokens, users};
+use crate::routes::{audit, auth, gateway, groups, jit, policy, recordings, sps, ssh, sys, tokens, users};
 use crate::state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -104,6 +104,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(ssh::sign))
         .routes(routes!(ssh::ca))
         .routes(routes!(ssh::krl))
+        .routes(routes!(gateway::authorize))
+        .routes(routes!(gateway::poll))
         .routes(routes!(jit::revoke))
         .routes(routes!(recordings::start, recordings::list))
         .routes(routes!(recordings::show))

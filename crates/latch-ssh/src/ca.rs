@@ -1,5 +1,7 @@
 //! The user CA: parse a client's public key, sign a certificate for it.
 
+use russh::keys::ssh_key;
+use russh::keys::ssh_key::Certificate;
 use russh::keys::ssh_key::certificate::{Builder, CertType};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::public::KeyData;
@@ -135,6 +137,51 @@ impl UserCa {
     }
 }
 
+/// What a verified user certificate says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedCert {
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub valid_after: u64,
+    pub valid_before: u64,
+    /// SHA-256 fingerprint of the certified key.
+    pub fingerprint: String,
+}
+
+/// Checks a user certificate presented to the gateway: one OpenSSH
+/// certificate line, signed by `ca` (and only `ca`), a user certificate,
+/// valid at `now_unix`. The caller checks the serial against what latch
+/// issued and revoked.
+pub fn verify_user_cert(ca: &PublicKey, text: &str, now_unix: u64) -> Result<VerifiedCert, SshError> {
+    let line = text.trim();
+    if line.len() > MAX_KEY_LEN {
+        return Err(SshError::BadKey(format!("longer than {MAX_KEY_LEN} bytes")));
+    }
+    let cert = Certificate::from_openssh(line).map_err(|e| SshError::BadKey(format!("not a certificate: {e}")))?;
+    if cert.cert_type() != CertType::User {
+        return Err(SshError::Refused("a host certificate cannot log in".into()));
+    }
+    let ca_fp = ca.fingerprint(HashAlg::Sha256);
+    cert.validate_at(now_unix, [&ca_fp]).map_err(|e| match e {
+        ssh_key::Error::CertificateValidation if cert.signature_key() != ca.key_data() => {
+            SshError::Refused("the certificate is not signed by latch's CA".into())
+        }
+        ssh_key::Error::CertificateValidation => {
+            SshError::Refused("the certificate is expired, not yet valid or its signature is bad".into())
+        }
+        other => SshError::Refused(format!("the certificate does not verify: {other}")),
+    })?;
+    Ok(VerifiedCert {
+        serial: cert.serial(),
+        key_id: cert.key_id().to_string(),
+        principals: cert.valid_principals().to_vec(),
+        valid_after: cert.valid_after(),
+        valid_before: cert.valid_before(),
+        fingerprint: PublicKey::from(cert.public_key().clone()).fingerprint(HashAlg::Sha256).to_string(),
+    })
+}
+
 /// A new Ed25519 user key pair from `seed` (32 bytes from the OS CSPRNG):
 /// the private key in OpenSSH format and the public-key line.
 pub fn user_key_pair(seed: &[u8; 32], comment: &str) -> Result<(zeroize::Zeroizing<String>, String), SshError> {
@@ -149,7 +196,6 @@ pub fn user_key_pair(seed: &[u8; 32], comment: &str) -> Result<(zeroize::Zeroizi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use russh::keys::ssh_key::Certificate;
 
     const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
@@ -185,6 +231,28 @@ mod tests {
         assert!(cert.validate_at(1_700_003_601, [&fp]).is_err(), "expired");
         assert!(signed.fingerprint.starts_with("SHA256:"));
         assert!(ca.public_line().starts_with("ssh-ed25519 AAAA") && ca.public_line().ends_with("latch-user-ca"));
+    }
+
+    #[test]
+    fn gateway_verifies_certificates_of_this_ca_only() {
+        let ca = UserCa::from_seed(&[1; 32]);
+        let other = UserCa::from_seed(&[2; 32]);
+        let subject = parse_user_key(ED).unwrap();
+        let signed = ca.sign(&subject, &request()).unwrap();
+        let v = verify_user_cert(ca.public_key(), &signed.certificate, 1_700_000_100).unwrap();
+        assert_eq!((v.serial, v.principals.len(), v.fingerprint.clone()), (42, 2, signed.fingerprint.clone()));
+        let err = |t: &str, now| verify_user_cert(ca.public_key(), t, now).unwrap_err().to_string();
+        assert!(err(&signed.certificate, 1_700_003_601).contains("expired"));
+        let forged = other.sign(&subject, &request()).unwrap();
+        assert!(err(&forged.certificate, 1_700_000_100).contains("not signed by latch"));
+        assert!(err(ED, 1_700_000_100).contains("not a certificate"));
+        // A signature from latch's CA over different content: flip one byte of the body.
+        let mut bytes = Certificate::from_openssh(&signed.certificate).unwrap().to_bytes().unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        if let Ok(c) = Certificate::from_bytes(&bytes) {
+            assert!(verify_user_cert(ca.public_key(), &c.to_openssh().unwrap(), 1_700_000_100).is_err());
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 pub mod ca;
 pub mod krl;
 
-pub use ca::{CertRequest, SignedCert, UserCa, parse_user_key, user_key_pair};
+pub use ca::{CertRequest, SignedCert, UserCa, VerifiedCert, parse_user_key, user_key_pair, verify_user_cert};
 pub use krl::encode_krl;
 pub use russh::keys::ssh_key::PublicKey;
 

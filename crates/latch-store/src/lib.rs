@@ -156,6 +156,8 @@ pub trait SshStore: Send + Sync + 'static {
     /// Records a signed certificate, refusing if its grant is not live at that
     /// moment or the certificate would outlive it.
     async fn record_ssh_cert(&self, c: IssuedSshCert, audit: AuditDraft) -> Result<()>;
+    /// The certificate latch signed with this serial, revoked or not.
+    async fn ssh_cert(&self, serial: i64) -> Result<Option<IssuedSshCert>>;
     /// Revoked certificates still valid at `now_unix` (seconds), for the KRL.
     async fn revoked_ssh_serials(&self, now_unix: i64) -> Result<RevokedSerials>;
 }

@@ -154,6 +154,8 @@ pub enum Command {
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Run the recording SSH gateway (needs the token of a service principal in ssh-gateways).
+    Gateway(GatewayArgs),
     /// Recorded SSH sessions: list them (yours, or everyone's for administrators), show, export.
     Sessions(SessionsArgs),
     /// Play a recorded session in this terminal, with its timing.
@@ -549,4 +551,29 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Address to serve SSH on.
+    #[arg(long, default_value = "127.0.0.1:2222")]
+    pub listen: SocketAddr,
+    /// The gateway's host key (OpenSSH private key); made on first start.
+    #[arg(long, default_value = "latch-gateway/host_ed25519")]
+    pub host_key: PathBuf,
+    /// Where recordings wait until the server has stored them.
+    #[arg(long, default_value = "latch-gateway/spool")]
+    pub spool: PathBuf,
+    /// OpenSSH known_hosts file with the targets' host keys.
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Do not check the targets' host keys (labs only: a network attacker could read sessions).
+    #[arg(long)]
+    pub insecure_accept_any_host_key: bool,
+    /// How often to ask the server whether live sessions' grants have ended, in milliseconds.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub poll_interval_ms: u64,
+    /// How long sessions go on while the server cannot be reached.
+    #[arg(long, default_value = "5m")]
+    pub max_offline: String,
 }

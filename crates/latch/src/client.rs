@@ -37,9 +37,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(g: &Global) -> Result<Self, ClientError> {
+        Self::with_timeout(g, Duration::from_secs(60))
+    }
+
+    /// A client whose every call gives up after `timeout`.
+    pub fn with_timeout(g: &Global, timeout: Duration) -> Result<Self, ClientError> {
         let mut cfg = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .user_agent(concat!("latch-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &g.ca_cert {
             let err = |detail: String| ClientError::CaCert { path: path.display().to_string(), detail };

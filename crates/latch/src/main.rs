@@ -11,6 +11,7 @@ mod bench_ssh;
 mod cli;
 mod client;
 mod commands;
+mod gateway_cmd;
 mod jit_cmd;
 mod out;
 mod server_cmd;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
         Command::Sessions(a) => sessions_cmd::run(a, &g),
+        Command::Gateway(a) => gateway_cmd::run(a, &g),
         Command::Replay { id, speed } => sessions_cmd::replay(&id, speed, &g),
         c @ (Command::Apply { .. }
         | Command::Roles

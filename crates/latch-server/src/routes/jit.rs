@@ -461,7 +461,7 @@ fn approver_check(
 /// Audits a refusal (outcome denied) before returning it. `details` say what
 /// was refused; the message the caller gets is added as `message`, and as
 /// `reason` unless the details already name one.
-async fn refused(
+pub(crate) async fn refused(
     st: &AppState,
     ctx: &Ctx,
     p: &Principal,

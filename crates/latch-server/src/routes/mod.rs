@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod gateway;
 pub mod groups;
 pub mod jit;
 pub mod policy;

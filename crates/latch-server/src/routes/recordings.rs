@@ -33,7 +33,7 @@ const MAX_TIME_SECS: f64 = 1.0e9;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRecording {
-    /// The grant the session runs under: yours, or anyone's for an administrator (the gateway).
+    /// The grant the session runs under: yours, or anyone's for the gateway or an administrator.
     pub grant_id: String,
     /// The target host.
     pub target: String,
@@ -165,7 +165,7 @@ async fn load_writable(st: &AppState, p: &Principal, id: &str) -> ApiResult<Reco
     Ok(r)
 }
 
-fn valid_host(s: &str) -> bool {
+pub(crate) fn valid_host(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
@@ -173,7 +173,7 @@ fn valid_host(s: &str) -> bool {
 }
 
 /// `*` matches any run of characters, `?` any one.
-fn host_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     let (p, h): (Vec<char>, Vec<char>) = (pattern.chars().collect(), host.chars().collect());
     let (mut pi, mut hi, mut star, mut mark) = (0, 0, None, 0);
     while hi < h.len() {
@@ -244,7 +244,7 @@ pub async fn start(
         .get_grant(&req.grant_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("grant {:?} not found", req.grant_id)))?;
-    if grant.principal_id != p.id && !p.is_admin() {
+    if grant.principal_id != p.id && !p.is_admin() && !p.is_gateway() {
         return Err(ApiError::Forbidden(format!(
             "grant {} belongs to {}, not to you: record sessions under your own grant",
             grant.id, grant.principal_name

@@ -100,10 +100,45 @@ pub async fn sign(
             asked
         }
     };
-    let mut ttl = match &req.ttl {
+    let ttl = match &req.ttl {
         Some(t) => parse_duration(t).map_err(|e| ApiError::BadRequest(format!("ttl: {e}")))?,
         None => DEFAULT_VALIDITY,
     };
+    let issue = Issue {
+        subject: &subject,
+        principals,
+        ttl,
+        key_id: format!("{} grant={} role={}", grant.principal_name, grant.id, grant.role),
+        actor: p.audit_name(),
+        action: "ssh.sign",
+    };
+    Ok(Json(issue_cert(&st, &ctx, &grant, spec, issue).await?))
+}
+
+/// One certificate to sign under a grant.
+pub(crate) struct Issue<'a> {
+    pub subject: &'a latch_ssh::PublicKey,
+    pub principals: Vec<String>,
+    /// Asked validity; capped by the role and the grant's end.
+    pub ttl: Duration,
+    pub key_id: String,
+    pub actor: String,
+    /// The audit action: `ssh.sign` for a user, `ssh.gateway.upstream` for the gateway's own.
+    pub action: &'static str,
+}
+
+/// Signs and records a certificate under `grant`: validity capped by the
+/// role and the grant's end, a fresh serial, the role's options, audited in
+/// the same transaction that records it (so the KRL can take it back).
+pub(crate) async fn issue_cert(
+    st: &AppState,
+    ctx: &crate::extract::Ctx,
+    grant: &latch_store::Grant,
+    spec: &latch_policy::role::SshSpec,
+    issue: Issue<'_>,
+) -> ApiResult<SshCertView> {
+    let now = st.clock.now();
+    let mut ttl = issue.ttl;
     if let Some(max) = spec.max_validity {
         ttl = ttl.min(max);
     }
@@ -113,10 +148,10 @@ pub async fn sign(
     let nonce: [u8; 32] = latch_crypto::random_bytes(32)?
         .try_into()
         .map_err(|_| ApiError::internal("the CSPRNG returned a short read"))?;
+    let Issue { subject, principals, key_id, actor, action, .. } = issue;
     // A serial collision (1 in 2^63) fails the insert; try again with another.
     for _ in 0..3 {
         let serial = new_serial()?;
-        let key_id = format!("{} grant={} role={}", grant.principal_name, grant.id, grant.role);
         let cert_req = CertRequest {
             serial,
             key_id: key_id.clone(),
@@ -128,7 +163,7 @@ pub async fn sign(
             extensions: spec.extensions.clone(),
             nonce,
         };
-        let signed = st.ssh_ca.sign(&subject, &cert_req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let signed = st.ssh_ca.sign(subject, &cert_req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let record = IssuedSshCert {
             serial: i64::try_from(serial).unwrap_or(i64::MAX),
             grant_id: grant.id.clone(),
@@ -140,7 +175,7 @@ pub async fn sign(
             issued_at: now,
             revoked_at: None,
         };
-        let ev = ctx.audit(p.audit_name(), "ssh.sign", format!("grant:{}", grant.id)).details(json!({
+        let ev = ctx.audit(actor.clone(), action, format!("grant:{}", grant.id)).details(json!({
             "serial": serial, "key_id": key_id, "principals": principals, "fingerprint": signed.fingerprint,
             "valid_before": Timestamp(valid_before * 1000).to_rfc3339(), "role": grant.role, "breakglass": grant.breakglass,
         }));
@@ -148,7 +183,7 @@ pub async fn sign(
             Err(StoreError::Conflict(m)) if m == "already exists" => continue,
             Err(e) => return Err(e.into()),
             Ok(()) => {
-                return Ok(Json(SshCertView {
+                return Ok(SshCertView {
                     certificate: signed.certificate,
                     serial,
                     key_id,
@@ -156,8 +191,8 @@ pub async fn sign(
                     valid_after: Timestamp(valid_after * 1000).to_rfc3339(),
                     valid_before: Timestamp(valid_before * 1000).to_rfc3339(),
                     fingerprint: signed.fingerprint,
-                    grant_id: grant.id,
-                }));
+                    grant_id: grant.id.clone(),
+                });
             }
         }
     }

@@ -13,6 +13,21 @@ fn ca_from_row(r: &Row) -> Result<StoredCaKey> {
     Ok(StoredCaKey { name: r.get(0)?, public_key: r.get(1)?, sealed: r.get(2)?, created_at: r.get(3)? })
 }
 
+fn cert_from_row(r: &Row) -> Result<IssuedSshCert> {
+    let principals: String = r.get(3)?;
+    Ok(IssuedSshCert {
+        serial: r.get(0)?,
+        grant_id: r.get(1)?,
+        key_id: r.get(2)?,
+        principals: serde_json::from_str(&principals).map_err(|e| StoreError::Backend(e.to_string()))?,
+        fingerprint: r.get(4)?,
+        valid_after: r.get(5)?,
+        valid_before: r.get(6)?,
+        issued_at: r.get(7)?,
+        revoked_at: r.get(8)?,
+    })
+}
+
 /// Marks the certificates of `grant_id` revoked at `now`; returns their serials.
 pub(crate) fn revoke_certs_of_grant(ctx: &crate::WriteCtx<'_>, grant_id: &str) -> Result<Vec<i64>> {
     let serials = map_rows(
@@ -88,6 +103,19 @@ impl SshStore for SqlStore {
             )?;
             ctx.audit(audit)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn ssh_cert(&self, serial: i64) -> Result<Option<IssuedSshCert>> {
+        self.read(move |c| {
+            map_opt(
+                c,
+                "SELECT serial, grant_id, key_id, principals, fingerprint, valid_after, valid_before, issued_at, revoked_at
+                 FROM ssh_certs WHERE serial = ?1",
+                args![serial],
+                cert_from_row,
+            )
         })
         .await
     }

@@ -1,0 +1,160 @@
+//! Terminal bytes to asciicast v2 event lines.
+//!
+//! A session's output arrives in arbitrary pieces: a UTF-8 character may be
+//! split across two of them, so an incomplete tail is carried over to the
+//! next piece rather than turned into U+FFFD. Bytes that are not UTF-8 at all
+//! become U+FFFD, as `asciinema rec` does.
+//!
+//! Input is recorded only when the role asks for it, and never while a
+//! password prompt is showing: the gateway cannot see the remote terminal's
+//! echo flag, so it treats output whose last line ends like a prompt for a
+//! secret (`Password:`, `[sudo] password for alice:`, `Enter passphrase …:`,
+//! `PIN:`) as echo off, and drops what is typed until Enter.
+
+/// Seconds from the session's start, to the microsecond.
+pub fn event_line(secs: f64, code: char, data: &str) -> String {
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "\"\"".into());
+    format!("[{secs:.6}, \"{code}\", {data}]\n")
+}
+
+/// Decodes a byte stream as UTF-8, carrying an incomplete trailing
+/// character over to the next piece.
+#[derive(Default, Debug)]
+pub struct Utf8Stream {
+    carry: Vec<u8>,
+}
+
+impl Utf8Stream {
+    pub fn push(&mut self, data: &[u8]) -> String {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(data);
+        let cut = incomplete_tail(&buf);
+        self.carry = buf.split_off(cut);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// Where an incomplete UTF-8 sequence at the end of `b` starts (`b.len()` if none).
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let i = b.len() - back;
+        let byte = b[i];
+        if byte & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back for the start
+        }
+        let need = match byte {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return b.len(),
+        };
+        return if back < need { i } else { b.len() };
+    }
+    b.len()
+}
+
+/// Decides whether typed input may be recorded: not while a secret is being typed.
+#[derive(Default, Debug)]
+pub struct SecretGuard {
+    /// The end of the last output line, lowercased, for prompt matching.
+    tail: String,
+    typing_secret: bool,
+}
+
+const PROMPT_TAIL: usize = 160;
+
+impl SecretGuard {
+    pub fn saw_output(&mut self, text: &str) {
+        match text.rfind(['\n', '\r']) {
+            Some(i) => {
+                self.tail.clear();
+                self.tail.push_str(&text[i + 1..]);
+            }
+            None => self.tail.push_str(text),
+        }
+        if self.tail.len() > PROMPT_TAIL {
+            let mut cut = self.tail.len() - PROMPT_TAIL;
+            while !self.tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.tail.drain(..cut);
+        }
+        if is_secret_prompt(&self.tail) {
+            self.typing_secret = true;
+        }
+    }
+
+    /// The part of `typed` that may be recorded (empty while a secret is typed).
+    pub fn recordable(&mut self, typed: &str) -> String {
+        if !self.typing_secret {
+            return typed.to_string();
+        }
+        match typed.find(['\r', '\n']) {
+            Some(i) => {
+                self.typing_secret = false;
+                self.tail.clear();
+                typed[i..].to_string()
+            }
+            None => String::new(),
+        }
+    }
+}
+
+fn is_secret_prompt(line: &str) -> bool {
+    let l = line.trim_end().to_lowercase();
+    if !l.ends_with(':') {
+        return false;
+    }
+    ["password", "passphrase", "passcode", "pin", "secret", "token", "otp"].iter().any(|w| l.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_asciicast_events() {
+        assert_eq!(event_line(1.5, 'o', "a\"b\n"), "[1.500000, \"o\", \"a\\\"b\\n\"]\n");
+        let v: serde_json::Value = serde_json::from_str(event_line(0.0, 'i', "\u{1b}[A").trim()).unwrap();
+        assert_eq!(v[2], "\u{1b}[A");
+    }
+
+    #[test]
+    fn split_characters_are_carried_over() {
+        let mut s = Utf8Stream::default();
+        let text = "héllo → wörld 🎉".as_bytes();
+        let mut out = String::new();
+        for chunk in text.chunks(1) {
+            out.push_str(&s.push(chunk));
+        }
+        assert_eq!(out, "héllo → wörld 🎉");
+        let mut s = Utf8Stream::default();
+        assert_eq!(s.push(&[b'a', 0xFF, b'b']), "a\u{FFFD}b");
+        assert_eq!(s.push(&[0xE2, 0x82]), "");
+        assert_eq!(s.push(&[0xAC]), "€");
+    }
+
+    #[test]
+    fn secrets_typed_at_a_prompt_are_not_recorded() {
+        let mut g = SecretGuard::default();
+        g.saw_output("$ ");
+        assert_eq!(g.recordable("sudo -i\r"), "sudo -i\r");
+        g.saw_output("sudo -i\r\n[sudo] password for alice: ");
+        assert_eq!(g.recordable("hunter2"), "");
+        assert_eq!(g.recordable("x\r"), "\r");
+        g.saw_output("\r\n# ");
+        assert_eq!(g.recordable("id\r"), "id\r");
+        for prompt in ["Password:", "Enter passphrase for key '/root/.ssh/id':", "PIN: ", "Verification code / OTP:"] {
+            let mut g = SecretGuard::default();
+            g.saw_output(prompt);
+            assert_eq!(g.recordable("s3cret"), "", "{prompt}");
+        }
+        let mut g = SecretGuard::default();
+        g.saw_output("Pass");
+        g.saw_output("word: ");
+        assert_eq!(g.recordable("split-prompt"), "", "a prompt split across outputs");
+        let mut g = SecretGuard::default();
+        g.saw_output("password is stored in vault\r\n$ ");
+        assert_eq!(g.recordable("ls\r"), "ls\r", "the word alone is not a prompt");
+    }
+}
