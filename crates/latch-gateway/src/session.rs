@@ -20,6 +20,8 @@ use crate::recorder::Recorder;
 use crate::target::Target;
 use crate::{GatewayError, Shared, UpstreamHostKeys};
 
+/// Exit status of a session the gateway refused to start.
+const REFUSED_STATUS: u32 = 254;
 /// Terminal size recorded for a channel without a pseudo-terminal (asciicast needs one).
 const NO_PTY_SIZE: (u32, u32) = (80, 24);
 
@@ -129,11 +131,14 @@ impl Conn {
             .start_recording(start)
             .await
             .map_err(|e| format!("the session cannot be recorded, so it is refused: {e}"))?;
-        let recorder = self
-            .shared
-            .spool
-            .begin(&recording, a.grant.record_input)
-            .map_err(|e| format!("the session cannot be recorded (spool: {e}), so it is refused"))?;
+        let recorder = match self.shared.spool.begin(&recording, a.grant.record_input) {
+            Ok(r) => r,
+            Err(e) => {
+                let control = self.shared.control.clone();
+                tokio::spawn(async move { control.end_recording(&recording).await });
+                return Err(format!("the session cannot be recorded (spool: {e}), so it is refused"));
+            }
+        };
         let mut ch = up.channel_open_session().await.map_err(|e| format!("the target refused a session: {e}"))?;
         let mut early = Vec::new();
         if let Some(p) = &opened.pty {
@@ -444,9 +449,13 @@ impl Conn {
         match self.start(channel, command, session).await {
             Ok(()) => session.channel_success(channel)?,
             Err(why) => {
+                // Accepted only to tell the user why: OpenSSH shows no text
+                // that comes with a refused request. Nothing runs.
                 warn!(peer = ?self.peer, "session refused: {why}");
+                session.channel_success(channel)?;
                 session.extended_data(channel, 1, Bytes::from(format!("latch gateway: {why}\r\n")))?;
-                session.channel_failure(channel)?;
+                session.exit_status_request(channel, REFUSED_STATUS)?;
+                session.eof(channel)?;
                 session.close(channel)?;
             }
         }

@@ -564,6 +564,12 @@ pub struct GatewayArgs {
     /// Where recordings wait until the server has stored them.
     #[arg(long, default_value = "latch-gateway/spool")]
     pub spool: PathBuf,
+    /// Client id of the gateway's service principal (in the ssh-gateways group).
+    #[arg(long, env = "LATCH_GATEWAY_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// File holding that service principal's secret.
+    #[arg(long, env = "LATCH_GATEWAY_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
     /// OpenSSH known_hosts file with the targets' host keys.
     #[arg(long)]
     pub known_hosts: Option<PathBuf>,

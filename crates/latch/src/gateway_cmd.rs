@@ -1,8 +1,9 @@
 //! `latch gateway`: the recording SSH gateway, talking to the server over
 //! its HTTP API with the token of a service principal in `ssh-gateways`.
 
+use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,13 +22,22 @@ use crate::client::{Client, ClientError, seg};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(args: GatewayArgs, g: &Global) -> anyhow::Result<()> {
-    if g.token.is_none() {
-        return Err(UsageError(
-            "the gateway needs a token: set LATCH_TOKEN to the token of a service principal in the ssh-gateways group"
-                .into(),
-        )
-        .into());
-    }
+    let creds = match (&args.client_id, &args.client_secret_file) {
+        (Some(id), Some(file)) => {
+            let secret = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the client secret from {}", file.display()))?;
+            Some((id.clone(), secret.trim().to_string()))
+        }
+        (None, None) if g.token.is_some() => None,
+        _ => {
+            return Err(UsageError(
+                "the gateway signs in as a service principal in the ssh-gateways group: give --client-id and \
+                 --client-secret-file (it signs in again when its session ends), or a token in LATCH_TOKEN"
+                    .into(),
+            )
+            .into());
+        }
+    };
     let upstream_host_keys = match (&args.known_hosts, args.insecure_accept_any_host_key) {
         (Some(p), false) => UpstreamHostKeys::KnownHosts(p.clone()),
         (None, true) => UpstreamHostKeys::AcceptAny,
@@ -51,7 +61,11 @@ pub fn run(args: GatewayArgs, g: &Global) -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let control: Arc<dyn Control> = Arc::new(HttpControl { client: Arc::new(Client::with_timeout(g, CALL_TIMEOUT)?) });
+    let http = Http { g: g.clone(), creds, client: RwLock::new(Arc::new(Client::with_timeout(g, CALL_TIMEOUT)?)) };
+    if http.creds.is_some() {
+        http.sign_in().map_err(|e| anyhow::anyhow!("cannot sign in to latch as the gateway: {e}"))?;
+    }
+    let control: Arc<dyn Control> = Arc::new(HttpControl(Arc::new(http)));
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async move {
@@ -60,8 +74,12 @@ pub fn run(args: GatewayArgs, g: &Global) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         let public = cfg.host_key.public_key().to_openssh().unwrap_or_default();
-        println!("LATCH_GATEWAY_ADDR={addr}");
-        println!("LATCH_GATEWAY_HOST_KEY={public}");
+        // Machine-readable, the address last; nobody may be reading (logs go to stderr).
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "LATCH_GATEWAY_HOST_KEY={public}");
+        let _ = writeln!(out, "LATCH_GATEWAY_ADDR={addr}");
+        let _ = out.flush();
+        drop(out);
         latch_gateway::serve(listener, cfg, control).await.context("the gateway stopped")
     })
 }
@@ -97,14 +115,46 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct HttpControl {
-    client: Arc<Client>,
+struct HttpControl(Arc<Http>);
+
+struct Http {
+    g: Global,
+    /// Client id and secret, to sign in again when the session ends.
+    creds: Option<(String, String)>,
+    client: RwLock<Arc<Client>>,
+}
+
+impl Http {
+    fn current(&self) -> Arc<Client> {
+        self.client.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Signs in with the service principal's secret; later calls use the new session.
+    fn sign_in(&self) -> Result<(), ClientError> {
+        let Some((id, secret)) = &self.creds else { return Ok(()) };
+        let anon = Client::with_timeout(&Global { token: None, ..self.g.clone() }, CALL_TIMEOUT)?;
+        let v: Value = anon.post("/v1/auth/sp/login", &json!({ "client_id": id, "client_secret": secret }))?;
+        let token = v["token"].as_str().ok_or_else(|| ClientError::Protocol("sign-in returned no token".into()))?;
+        let client = Client::with_timeout(&Global { token: Some(token.to_string()), ..self.g.clone() }, CALL_TIMEOUT)?;
+        *self.client.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(client);
+        Ok(())
+    }
+
+    fn post_blocking<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+        match self.current().post::<T>(path, body) {
+            Err(ClientError::Api(f)) if f.status == 401 && self.creds.is_some() => {
+                self.sign_in()?;
+                self.current().post::<T>(path, body)
+            }
+            other => other,
+        }
+    }
 }
 
 impl HttpControl {
     async fn post<T: DeserializeOwned + Send + 'static>(&self, path: String, body: Value) -> Result<T, ControlError> {
-        let client = self.client.clone();
-        tokio::task::spawn_blocking(move || client.post::<T>(&path, &body))
+        let me = self.0.clone();
+        tokio::task::spawn_blocking(move || me.post_blocking::<T>(&path, &body))
             .await
             .map_err(|e| ControlError::Unavailable(e.to_string()))?
             .map_err(classify)

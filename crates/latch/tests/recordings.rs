@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::Server;
+use common::{Server, asciinema_cat};
 use serde_json::{Value, json};
 
 const PW: &str = "correct horse battery";
@@ -104,39 +102,6 @@ impl Setup {
 fn grant_of(s: &Server, token: &str, role: &str) -> String {
     let out = s.cli_as(token, &["request", role, "--for", "1h", "--reason", "maintenance", "-o", "json"], None).ok();
     out.json()["grant"]["id"].as_str().unwrap().to_string()
-}
-
-/// `asciinema` on PATH: installed with apt-get when missing and running as root.
-fn asciinema() -> &'static str {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let present = || Command::new("sh").args(["-c", "command -v asciinema"]).output().unwrap().status.success();
-        if present() {
-            return;
-        }
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        assert!(root, "asciinema is missing: apt-get install -y asciinema (or run ./scripts/test)");
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "asciinema"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .unwrap()
-                .success()
-        };
-        if !install() {
-            Command::new("apt-get").args(["update", "-qq"]).status().unwrap();
-            assert!(install(), "apt-get install -y asciinema failed");
-        }
-        assert!(present(), "asciinema is still missing after apt-get install");
-    });
-    "asciinema"
-}
-
-/// `asciinema cat FILE` under a pseudo-terminal (asciinema 2.2 wants one).
-fn asciinema_cat(file: &std::path::Path) -> std::process::Output {
-    let cmd = format!("{} cat {}", asciinema(), file.display());
-    Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap()
 }
 
 #[test]

@@ -7,16 +7,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::sshd::{LOGIN, Sshd};
 use serde_json::{Value, json};
 
 const PW: &str = "correct horse battery";
-/// The login the certificates are for (created by the test when missing).
-const LOGIN: &str = "latchssh";
 
 const ROLE: &str = r#"name = "ops-ssh"
 description = "Shell on the ops hosts"
@@ -43,98 +42,6 @@ audiences = ["https://logs.internal"]
 const POLICIES: &str = r#"@id("eng-ssh")
 permit(principal in Group::"eng", action in [Action::"request", Action::"activate"], resource);
 "#;
-
-fn ensure_login_user() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if !Command::new("id").arg(LOGIN).output().unwrap().status.success() {
-            let out = Command::new("useradd").args(["-m", "-s", "/bin/sh", LOGIN]).output().unwrap();
-            let exists = Command::new("id").arg(LOGIN).output().unwrap().status.success();
-            assert!(exists, "cannot create user {LOGIN} (run the tests as root): {out:?}");
-        }
-        // No password, but not locked: sshd without PAM refuses locked ("!") accounts.
-        let out = Command::new("usermod").args(["-p", "*", LOGIN]).output().unwrap();
-        assert!(out.status.success(), "cannot unlock {LOGIN}: {out:?}");
-    });
-}
-
-struct Sshd {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    /// A stock sshd trusting `ca_pub` and reading `krl` on every login.
-    fn start(dir: &Path, ca_pub: &Path, krl: &Path) -> Sshd {
-        ensure_login_user();
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let host = dir.join("host_ed25519");
-        let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile none\n\
-                 TrustedUserCAKeys {}\nRevokedKeys {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 UsePAM no\nPermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\n",
-                host.display(),
-                dir.join("sshd.pid").display(),
-                ca_pub.display(),
-                krl.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("sshd.log");
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start /usr/sbin/sshd (apt-get install -y openssh-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start: {}", std::fs::read_to_string(&log).unwrap());
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
-        Sshd { child, port, log }
-    }
-
-    /// `ssh` as `login` with `key` and its certificate; returns (exit code, stdout).
-    fn run(&self, login: &str, key: &Path, command: &str) -> (i32, String) {
-        let cert = format!("{}-cert.pub", key.display());
-        let out = Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &self.port.to_string()])
-            .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes"])
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
-            .arg("-i")
-            .arg(key)
-            .args(["-o", &format!("CertificateFile={cert}")])
-            .arg(format!("{login}@127.0.0.1"))
-            .arg(command)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
 
 /// A latch server with the SSH role applied, alice in `eng`, and a running sshd trusting its CA.
 struct Setup {

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod sshd;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -83,10 +84,11 @@ impl Server {
         let log = unique(&log);
         let logf = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.args(["server", "--dev", "--test-clock", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .env_remove("LATCH_STORAGE");
+        cmd.args(["server", "--dev", "--test-clock", "--data"]).arg(data);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra).env_remove("LATCH_STORAGE");
         if let Some(db) = &pgdb {
             cmd.args(["--storage", &pg::cluster().dsn(db)]);
         }
@@ -364,4 +366,37 @@ impl Server {
         assert_eq!(status, 200, "{body}");
         body["now_ms"].as_i64().unwrap()
     }
+}
+
+/// `asciinema` on PATH: installed with apt-get when missing and running as root.
+pub fn asciinema() -> &'static str {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let present = || Command::new("sh").args(["-c", "command -v asciinema"]).output().unwrap().status.success();
+        if present() {
+            return;
+        }
+        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        assert!(root, "asciinema is missing: apt-get install -y asciinema (or run ./scripts/test)");
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "asciinema"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .unwrap()
+                .success()
+        };
+        if !install() {
+            Command::new("apt-get").args(["update", "-qq"]).status().unwrap();
+            assert!(install(), "apt-get install -y asciinema failed");
+        }
+        assert!(present(), "asciinema is still missing after apt-get install");
+    });
+    "asciinema"
+}
+
+/// `asciinema cat FILE` under a pseudo-terminal (asciinema 2.2 wants one).
+pub fn asciinema_cat(file: &std::path::Path) -> std::process::Output {
+    let cmd = format!("{} cat {}", asciinema(), file.display());
+    Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap()
 }
