@@ -148,6 +148,9 @@ const MATRIX: &[Row] = &[
     ("POST /v1/grants/{id}/token",                            "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/ssh",                              "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/revoke",                           "id=revoke_me",                    [N, A, F, F, A, F, N, N, N]),
+    // -- the gateway's questions: members of ssh-gateways only — not even admins (tests/gateway.rs admits the gateway)
+    ("POST /v1/gateway/authorize",                            "",                                [N, F, F, F, F, F, N, N, N]),
+    ("POST /v1/gateway/grants",                               "",                                [N, F, F, F, F, F, N, N, N]),
     // -- session recordings: started under one's own live grant (admins: anyone's, as the gateway);
     //    written by whoever started them or admins; read by the session's holder and admins --
     ("POST /v1/recordings",                                   "",                                [N, A, F, F, A, F, N, N, N]),
@@ -212,6 +215,10 @@ fn body(route: &str) -> Option<&'static str> {
         "POST /v1/recordings" => {
             r#"{"grant_id": "<alice_grant>", "target": "db-1.prod.internal", "login": "deploy", "kind": "shell", "width": 80, "height": 24}"#
         }
+        "POST /v1/gateway/authorize" => {
+            r#"{"certificate": "ssh-ed25519-cert-v01@openssh.com AAAA", "login": "deploy", "target": "db-1.prod.internal", "upstream_key": "<ssh_key>"}"#
+        }
+        "POST /v1/gateway/grants" => r#"{"grant_ids": ["<alice_grant>"]}"#,
         "POST /v1/recordings/{id}/chunks" => r#"{"seq": 0, "events": "[0.5, \"o\", \"$ \"]\n"}"#,
         _ => return None,
     })

@@ -249,6 +249,8 @@ fn openapi_documents_every_route() {
         "POST /v1/requests/{id}/cancel",
         "POST /v1/requests/{id}/review",
         "POST /v1/breakglass",
+        "POST /v1/gateway/authorize",
+        "POST /v1/gateway/grants",
         "GET /v1/grants",
         "GET /v1/grants/{id}",
         "POST /v1/grants/{id}/revoke",
