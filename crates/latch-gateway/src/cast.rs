@@ -13,8 +13,22 @@
 
 /// Seconds from the session's start, to the microsecond.
 pub fn event_line(secs: f64, code: char, data: &str) -> String {
-    let data = serde_json::to_string(data).unwrap_or_else(|_| "\"\"".into());
-    format!("[{secs:.6}, \"{code}\", {data}]\n")
+    let mut out = Vec::new();
+    push_event(&mut out, secs, code, data);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends one event line to `out`; returns how many bytes it adds once
+/// `out` is itself sent as a JSON string (every `"` and `\` doubles).
+pub fn push_event(out: &mut Vec<u8>, secs: f64, code: char, data: &str) -> usize {
+    use std::io::Write;
+    let start = out.len();
+    let _ = write!(out, "[{secs:.6}, \"{code}\", ");
+    // Writing a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, data);
+    out.extend_from_slice(b"]\n");
+    let line = &out[start..];
+    line.len() + line.iter().filter(|b| matches!(b, b'"' | b'\\' | b'\n')).count()
 }
 
 /// Decodes a byte stream as UTF-8, carrying an incomplete trailing
@@ -26,6 +40,11 @@ pub struct Utf8Stream {
 
 impl Utf8Stream {
     pub fn push(&mut self, data: &[u8]) -> String {
+        if self.carry.is_empty()
+            && let Ok(s) = std::str::from_utf8(data)
+        {
+            return s.to_string();
+        }
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(data);
         let cut = incomplete_tail(&buf);
@@ -117,6 +136,14 @@ mod tests {
         assert_eq!(event_line(1.5, 'o', "a\"b\n"), "[1.500000, \"o\", \"a\\\"b\\n\"]\n");
         let v: serde_json::Value = serde_json::from_str(event_line(0.0, 'i', "\u{1b}[A").trim()).unwrap();
         assert_eq!(v[2], "\u{1b}[A");
+    }
+
+    #[test]
+    fn the_wire_size_counts_what_escaping_doubles() {
+        let mut out = Vec::new();
+        let n = push_event(&mut out, 0.5, 'o', "a\"b\\c\n");
+        let as_json = serde_json::to_string(std::str::from_utf8(&out).unwrap()).unwrap();
+        assert_eq!(n, as_json.len() - 2, "{as_json}");
     }
 
     #[test]

@@ -93,6 +93,14 @@ pub(crate) struct Shared {
     client_config: Arc<russh::client::Config>,
 }
 
+/// AES-GCM only, on both sides: ring's hardware-accelerated AEAD. The
+/// gateway decrypts and re-encrypts every byte of every session, so the
+/// cipher decides its throughput (russh's ChaCha20 is software-only).
+fn preferred() -> russh::Preferred {
+    use russh::cipher::{AES_128_GCM, AES_256_GCM};
+    russh::Preferred { cipher: std::borrow::Cow::Borrowed(&[AES_256_GCM, AES_128_GCM]), ..Default::default() }
+}
+
 /// Serves SSH on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, cfg: GatewayConfig, control: Arc<dyn Control>) -> Result<(), GatewayError> {
     let spool = Spool::open(&cfg.spool, control.clone())?;
@@ -102,7 +110,16 @@ pub async fn serve(listener: TcpListener, cfg: GatewayConfig, control: Arc<dyn C
     }
     let live = Arc::new(Live::default());
     tokio::spawn(live::watch_grants(live.clone(), control.clone(), cfg.poll_interval, cfg.max_offline));
-    let client_config = russh::client::Config { nodelay: true, inactivity_timeout: None, ..Default::default() };
+    let client_config = russh::client::Config {
+        // Larger packets from the target mean fewer trips through the proxy
+        // (OpenSSH sends up to what the receiver advertises).
+        maximum_packet_size: 256 * 1024,
+        window_size: 16 * 1024 * 1024,
+        nodelay: true,
+        inactivity_timeout: None,
+        preferred: preferred(),
+        ..Default::default()
+    };
     let shared = Arc::new(Shared {
         control,
         spool,
@@ -118,6 +135,7 @@ pub async fn serve(listener: TcpListener, cfg: GatewayConfig, control: Arc<dyn C
         // Interactive sessions may sit idle; the grant bounds them instead.
         inactivity_timeout: None,
         nodelay: true,
+        preferred: preferred(),
         ..Default::default()
     });
     loop {

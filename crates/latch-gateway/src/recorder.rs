@@ -19,12 +19,18 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::cast::{SecretGuard, Utf8Stream, event_line};
+use crate::cast::{SecretGuard, Utf8Stream, push_event};
 use crate::control::{Control, ControlError};
 
-/// A chunk is cut when it holds this many bytes of event lines (the server
-/// takes up to 1 MiB per upload; JSON-escaping may double it).
-const CHUNK_BYTES: usize = 256 * 1024;
+/// A chunk is cut before its events, escaped once more as the upload's JSON
+/// string, pass this many bytes: the server takes bodies up to 1 MiB, and a
+/// chunk it refused for size would be lost.
+const CHUNK_WIRE_BYTES: usize = 960 * 1024;
+/// Most data bytes in one event; longer output becomes several events.
+const EVENT_DATA: usize = 16 * 1024;
+/// The most one event can add to the upload body: a control byte becomes
+/// `\u00XX` in the line and `\\u00XX` in the body (7 bytes), plus framing.
+const MAX_EVENT_WIRE: usize = EVENT_DATA * 7 + 64;
 /// …or when its oldest event is this old, so recordings stay close to live.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -115,7 +121,7 @@ impl Spool {
         let (tx, rx) = mpsc::channel(256);
         let wake = Arc::new(Notify::new());
         tokio::spawn(upload(dir.clone(), recording.to_string(), self.control.clone(), wake.clone()));
-        let cutter = Cutter { dir, seq: 0, pending: String::new(), wake, start: Instant::now() };
+        let cutter = Cutter { dir, seq: 0, pending: Vec::new(), wire: 0, wake, start: Instant::now() };
         tokio::spawn(record(rx, cutter));
         Ok(Recorder { tx, record_input })
     }
@@ -125,7 +131,9 @@ impl Spool {
 struct Cutter {
     dir: PathBuf,
     seq: u64,
-    pending: String,
+    pending: Vec<u8>,
+    /// `pending`'s size once escaped into the upload body.
+    wire: usize,
     wake: Arc<Notify>,
     start: Instant,
 }
@@ -143,11 +151,32 @@ impl Cutter {
         }
         let name = format!("{:010}.events", self.seq);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        tokio::fs::write(&tmp, self.pending.as_bytes()).await?;
+        tokio::fs::write(&tmp, &self.pending).await?;
         tokio::fs::rename(&tmp, self.dir.join(name)).await?;
         self.pending.clear();
+        self.wire = 0;
         self.seq += 1;
         self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Adds an event, split into pieces of at most [`EVENT_DATA`] bytes,
+    /// cutting a chunk whenever the next piece might not fit in one upload.
+    async fn event(&mut self, at: Instant, code: char, text: &str) -> std::io::Result<()> {
+        let secs = self.secs(at);
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(EVENT_DATA);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (piece, tail) = rest.split_at(end);
+            self.wire += push_event(&mut self.pending, secs, code, piece);
+            if self.wire + MAX_EVENT_WIRE > CHUNK_WIRE_BYTES {
+                self.flush().await?;
+            }
+            rest = tail;
+        }
         Ok(())
     }
 
@@ -178,21 +207,24 @@ async fn record(mut rx: mpsc::Receiver<Event>, mut cut: Cutter) {
                 let text = out.push(&b);
                 if !text.is_empty() {
                     guard.saw_output(&text);
-                    cut.pending.push_str(&event_line(cut.secs(at), 'o', &text));
+                    if let Err(e) = cut.event(at, 'o', &text).await {
+                        return fail(&cut, e);
+                    }
                 }
             }
             Event::Input(b, at) => {
                 let text = guard.recordable(&typed.push(&b));
-                if !text.is_empty() {
-                    cut.pending.push_str(&event_line(cut.secs(at), 'i', &text));
+                if !text.is_empty()
+                    && let Err(e) = cut.event(at, 'i', &text).await
+                {
+                    return fail(&cut, e);
                 }
             }
-            Event::Resize(w, h, at) => cut.pending.push_str(&event_line(cut.secs(at), 'r', &format!("{w}x{h}"))),
-        }
-        if cut.pending.len() >= CHUNK_BYTES
-            && let Err(e) = cut.flush().await
-        {
-            return fail(&cut, e);
+            Event::Resize(w, h, at) => {
+                if let Err(e) = cut.event(at, 'r', &format!("{w}x{h}")).await {
+                    return fail(&cut, e);
+                }
+            }
         }
     }
     if let Err(e) = cut.finish().await {
@@ -351,6 +383,34 @@ mod tests {
         assert!(chunks.windows(2).all(|w| w[0].0 + 1 == w[1].0), "in order, no gap");
         assert!(*server.ended.lock().unwrap());
         assert!(!dir.path().join("rec_1").exists(), "the spool is emptied once stored");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn no_chunk_is_too_large_for_the_server_whatever_is_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Arc::new(FlakyServer::default());
+        *server.up.lock().unwrap() = true;
+        let spool = Spool::open(dir.path(), server.clone()).unwrap();
+        let rec = spool.begin("rec_3", false).unwrap();
+        // 3 MiB of the worst bytes for JSON, in large packets.
+        let hostile: Vec<u8> = (0..256 * 1024).map(|i| [0x1b, b'"', b'\\', 0x01][i % 4]).collect();
+        for _ in 0..12 {
+            rec.output(&hostile).await.unwrap();
+        }
+        drop(rec);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let chunks = server.chunks.lock().unwrap().clone();
+        assert!(chunks.len() > 3 && *server.ended.lock().unwrap());
+        for (seq, events) in &chunks {
+            let body = serde_json::json!({ "seq": seq, "events": events }).to_string();
+            assert!(body.len() <= 1024 * 1024, "chunk {seq} is {} bytes", body.len());
+        }
+        let total: usize = chunks
+            .iter()
+            .flat_map(|(_, e)| e.lines())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[2].as_str().unwrap().len())
+            .sum();
+        assert_eq!(total, 12 * 256 * 1024, "every byte recorded");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -303,6 +303,10 @@ struct Parsed {
     last_us: i64,
 }
 
+/// One event line as sent: `[time, code, data]`.
+#[derive(Deserialize)]
+struct WireEvent<'a>(f64, #[serde(borrow)] std::borrow::Cow<'a, str>, #[serde(borrow)] std::borrow::Cow<'a, str>);
+
 /// Checks every line of `events`; the first bad one is named, nothing is kept.
 fn parse_events(events: &str) -> ApiResult<Parsed> {
     let mut out = Parsed { body: String::with_capacity(events.len()), events: 0, bytes: 0, first_us: 0, last_us: 0 };
@@ -317,13 +321,21 @@ fn parse_events(events: &str) -> ApiResult<Parsed> {
                 "events line {n}: {why}; each line must be an asciicast v2 event [time, \"o\"|\"i\"|\"r\", data]"
             ))
         };
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let Some([t, code, data]) = v.as_array().map(Vec::as_slice) else {
-            return Err(bad("not a JSON array of 3 elements".into()));
+        // The common case decodes straight into its parts; anything else is
+        // looked at as a JSON value to say precisely what is wrong with it.
+        let (t, code, data) = match serde_json::from_str::<WireEvent<'_>>(line) {
+            Ok(WireEvent(t, code, data)) => (Some(t), Value::String(code.into_owned()), data),
+            Err(_) => {
+                let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
+                let Some([t, code, data]) = v.as_array().map(Vec::as_slice) else {
+                    return Err(bad("not a JSON array of 3 elements".into()));
+                };
+                let data = data.as_str().ok_or_else(|| bad("the data is not a string".into()))?;
+                (t.as_f64(), code.clone(), std::borrow::Cow::Owned(data.to_string()))
+            }
         };
-        let t = t.as_f64().filter(|t| t.is_finite() && (0.0..=MAX_TIME_SECS).contains(t));
+        let t = t.filter(|t| t.is_finite() && (0.0..=MAX_TIME_SECS).contains(t));
         let t = t.ok_or_else(|| bad("the time is not a number of seconds from 0".into()))?;
-        let data = data.as_str().ok_or_else(|| bad("the data is not a string".into()))?;
         match code.as_str() {
             Some("o" | "i") => out.bytes += i64::try_from(data.len()).unwrap_or(i64::MAX),
             Some("r") => {
