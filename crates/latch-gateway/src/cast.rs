@@ -19,16 +19,52 @@ pub fn event_line(secs: f64, code: char, data: &str) -> String {
 }
 
 /// Appends one event line to `out`; returns how many bytes it adds once
-/// `out` is itself sent as a JSON string (every `"` and `\` doubles).
+/// `out` is itself sent as a JSON string (every `"`, `\` and newline grows).
 pub fn push_event(out: &mut Vec<u8>, secs: f64, code: char, data: &str) -> usize {
     use std::io::Write;
     let start = out.len();
     let _ = write!(out, "[{secs:.6}, \"{code}\", ");
-    // Writing a str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, data);
+    // Framing: the 2 quotes around code, and the line's newline.
+    let grows = 2 + push_json_str(out, data) + 1;
     out.extend_from_slice(b"]\n");
-    let line = &out[start..];
-    line.len() + line.iter().filter(|b| matches!(b, b'"' | b'\\' | b'\n')).count()
+    (out.len() - start) + grows
+}
+
+/// Appends `s` as a JSON string (quotes included) to `out`; returns how
+/// many of the bytes written are `"` or `\` (each doubles when the result is
+/// escaped again).
+///
+/// Hand-written rather than through serde: every byte of every session
+/// passes here, and runs of plain text are copied whole.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) -> usize {
+    use std::io::Write;
+    out.push(b'"');
+    let mut specials = 2;
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain..i]);
+        plain = i + 1;
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+            specials += 1;
+        } else {
+            out.extend_from_slice(esc);
+            specials += if esc[1] == b'"' || esc[1] == b'\\' { 2 } else { 1 };
+        }
+    }
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
+    specials
 }
 
 /// Decodes a byte stream as UTF-8, carrying an incomplete trailing
@@ -39,17 +75,17 @@ pub struct Utf8Stream {
 }
 
 impl Utf8Stream {
-    pub fn push(&mut self, data: &[u8]) -> String {
+    pub fn push<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, str> {
         if self.carry.is_empty()
             && let Ok(s) = std::str::from_utf8(data)
         {
-            return s.to_string();
+            return std::borrow::Cow::Borrowed(s);
         }
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(data);
         let cut = incomplete_tail(&buf);
         self.carry = buf.split_off(cut);
-        String::from_utf8_lossy(&buf).into_owned()
+        std::borrow::Cow::Owned(String::from_utf8_lossy(&buf).into_owned())
     }
 }
 
@@ -139,11 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_size_counts_what_escaping_doubles() {
-        let mut out = Vec::new();
-        let n = push_event(&mut out, 0.5, 'o', "a\"b\\c\n");
-        let as_json = serde_json::to_string(std::str::from_utf8(&out).unwrap()).unwrap();
-        assert_eq!(n, as_json.len() - 2, "{as_json}");
+    fn events_encode_as_serde_would_and_the_wire_size_is_exact() {
+        let all_bytes: String = (0u8..=0x7f).map(char::from).collect();
+        for data in ["", "plain text", "a\"b\\c\n", "\u{1b}[31mred\u{1b}[0m\r\n", "é→🎉\t", all_bytes.as_str()] {
+            let mut out = Vec::new();
+            let n = push_event(&mut out, 0.5, 'o', data);
+            let line = std::str::from_utf8(&out).unwrap();
+            let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+            assert_eq!(v, serde_json::json!([0.5, "o", data]), "{line}");
+            let as_json = serde_json::to_string(line).unwrap();
+            assert_eq!(n, as_json.len() - 2, "{as_json}");
+        }
     }
 
     #[test]

@@ -65,15 +65,15 @@ pub struct Recorder {
 pub struct RecorderGone;
 
 impl Recorder {
-    pub async fn output(&self, data: &[u8]) -> Result<(), RecorderGone> {
-        self.send(Event::Output(Bytes::copy_from_slice(data), Instant::now())).await
+    pub async fn output(&self, data: Bytes) -> Result<(), RecorderGone> {
+        self.send(Event::Output(data, Instant::now())).await
     }
 
-    pub async fn input(&self, data: &[u8]) -> Result<(), RecorderGone> {
+    pub async fn input(&self, data: Bytes) -> Result<(), RecorderGone> {
         if !self.record_input {
             return Ok(());
         }
-        self.send(Event::Input(Bytes::copy_from_slice(data), Instant::now())).await
+        self.send(Event::Input(data, Instant::now())).await
     }
 
     pub async fn resize(&self, cols: u32, rows: u32) -> Result<(), RecorderGone> {
@@ -213,7 +213,7 @@ async fn record(mut rx: mpsc::Receiver<Event>, mut cut: Cutter) {
                 }
             }
             Event::Input(b, at) => {
-                let text = guard.recordable(&typed.push(&b));
+                let text = guard.recordable(typed.push(&b).as_ref());
                 if !text.is_empty()
                     && let Err(e) = cut.event(at, 'i', &text).await
                 {
@@ -367,9 +367,9 @@ mod tests {
         let server = Arc::new(FlakyServer::default());
         let spool = Spool::open(dir.path(), server.clone()).unwrap();
         let rec = spool.begin("rec_1", true).unwrap();
-        rec.output(b"$ ").await.unwrap();
-        rec.input(b"echo hi\r").await.unwrap();
-        rec.output(b"echo hi\r\nhi\r\n$ ").await.unwrap();
+        rec.output(Bytes::from_static(b"$ ")).await.unwrap();
+        rec.input(Bytes::from_static(b"echo hi\r")).await.unwrap();
+        rec.output(Bytes::from_static(b"echo hi\r\nhi\r\n$ ")).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let spooled = std::fs::read_dir(dir.path().join("rec_1")).unwrap().count();
         assert!(spooled >= 1, "the chunk waits on disk");
@@ -395,7 +395,7 @@ mod tests {
         // 3 MiB of the worst bytes for JSON, in large packets.
         let hostile: Vec<u8> = (0..256 * 1024).map(|i| [0x1b, b'"', b'\\', 0x01][i % 4]).collect();
         for _ in 0..12 {
-            rec.output(&hostile).await.unwrap();
+            rec.output(Bytes::from(hostile.clone())).await.unwrap();
         }
         drop(rec);
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -424,7 +424,7 @@ mod tests {
         std::fs::write(dir.path().join("rec_2"), b"not a directory").unwrap();
         let mut gone = false;
         for _ in 0..100 {
-            if rec.output(&[b'x'; 4096]).await.is_err() {
+            if rec.output(Bytes::from_static(&[b'x'; 4096])).await.is_err() {
                 gone = true;
                 break;
             }

@@ -229,7 +229,7 @@ where
     F: FnOnce(&'a [u8]) -> Fut,
     Fut: std::future::Future<Output = Result<(), russh::Error>>,
 {
-    recorder.output(data).await.map_err(|e| e.to_string())?;
+    recorder.output(data.clone()).await.map_err(|e| e.to_string())?;
     send(&data[..]).await.map_err(|e| format!("cannot write to the user: {e}"))
 }
 
@@ -237,7 +237,7 @@ where
 async fn to_target(mut down: ChannelReadHalf, up: ChannelWriteHalf<client::Msg>, recorder: Recorder) {
     while let Some(msg) = down.wait().await {
         let ok = match msg {
-            ChannelMsg::Data { data } => recorder.input(&data).await.is_ok() && up.data(&data[..]).await.is_ok(),
+            ChannelMsg::Data { data } => recorder.input(data.clone()).await.is_ok() && up.data(&data[..]).await.is_ok(),
             ChannelMsg::Eof => up.eof().await.is_ok(),
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                 recorder.resize(col_width.max(1), row_height.max(1)).await.is_ok()

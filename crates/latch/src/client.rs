@@ -108,29 +108,48 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let unreachable = |e: ureq::Error| ClientError::Unreachable { addr: self.base.clone(), detail: e.to_string() };
-        let mut resp = match (method, body) {
+        match (method, body) {
             ("GET" | "DELETE", _) | (_, None) => {
-                let mut req = ureq::http::Request::builder().method(method).uri(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                let req = req.body(()).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                self.agent.run(req).map_err(unreachable)?
+                let req = self.request(method, path).body(()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let resp = self.agent.run(req).map_err(|e| self.unreachable(e))?;
+                self.finish(method, path, resp)
             }
             (_, Some(b)) => {
                 let json = serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                let mut req =
-                    ureq::http::Request::builder().method(method).uri(&url).header("Content-Type", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                let req = req.body(json).map_err(|e| ClientError::Protocol(e.to_string()))?;
-                self.agent.run(req).map_err(unreachable)?
+                self.send_json(method, path, &json)
             }
-        };
+        }
+    }
+
+    /// Sends `json`, already encoded, as the body (for large bodies built without serde).
+    pub fn send_json<T: DeserializeOwned>(&self, method: &str, path: &str, json: &[u8]) -> Result<T, ClientError> {
+        let req = self
+            .request(method, path)
+            .header("Content-Type", "application/json")
+            .body(json)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.agent.run(req).map_err(|e| self.unreachable(e))?;
+        self.finish(method, path, resp)
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::http::request::Builder {
+        let req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> ClientError {
+        ClientError::Unreachable { addr: self.base.clone(), detail: e.to_string() }
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, ClientError> {
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
