@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod duration;
+pub mod histogram;
 pub mod jit;
 pub mod name;
 pub mod principal;
@@ -16,6 +17,7 @@ pub mod ratelimit;
 
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock, Timestamp};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use jit::RequestState;
 pub use name::{NameError, validate_name};
 pub use principal::{Principal, PrincipalKind};

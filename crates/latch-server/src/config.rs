@@ -28,6 +28,9 @@
 //!
 //! [notify]
 //! webhook = "https://hooks.example.com/latch"
+//!
+//! [metrics]
+//! public = false              # true: GET /metrics without a token
 //! ```
 //!
 //! `public_url = "https://latch.example.com"` (top level) sets the issuer of
@@ -48,7 +51,7 @@ use latch_core::ratelimit::Limit;
 use latch_store::PgOptions;
 use serde::Deserialize;
 
-use crate::state::{AuthSettings, JitSettings};
+use crate::state::{AuthSettings, JitSettings, MetricsSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -81,6 +84,15 @@ struct RawConfig {
     storage: Option<String>,
     #[serde(default)]
     postgres: RawPostgres,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    public: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +196,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub jit: JitSettings,
     pub storage: Storage,
+    pub metrics: MetricsSettings,
 }
 
 impl Config {
@@ -298,6 +311,7 @@ impl Config {
         };
         Ok(Config {
             storage,
+            metrics: MetricsSettings { public: raw.metrics.public },
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jit,
             listen,
@@ -374,6 +388,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[postgres] max_connections"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_private_unless_configured() {
+        let base = "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n";
+        assert!(!parse(base).unwrap().metrics.public);
+        assert!(parse(&format!("{base}[metrics]\npublic = true\n")).unwrap().metrics.public);
+        assert!(!parse(&format!("{base}[metrics]\npublic = false\n")).unwrap().metrics.public);
+        let e = parse(&format!("{base}[metrics]\npublik = true\n")).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("publik"), "{e}");
+        let e = parse(&format!("{base}[metrics]\npublic = \"yes\"\n")).unwrap_err().to_string();
+        assert!(e.contains("line 4"), "{e}");
     }
 
     #[test]

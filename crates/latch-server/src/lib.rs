@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod ssh_ca;
@@ -32,7 +33,9 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::RequestId;
-use crate::routes::{audit, auth, gateway, groups, jit, policy, recordings, sps, ssh, sys, tokens, users};
+use crate::routes::{
+    audit, auth, gateway, groups, jit, metrics as metrics_route, policy, recordings, sps, ssh, sys, tokens, users,
+};
 use crate::state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -60,8 +63,10 @@ impl utoipa::Modify for BearerAuth {
 /// The whole API and its OpenAPI document, built from the same route list so
 /// neither can drift from the other.
 pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let metrics = state.metrics.clone();
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sys::health))
+        .routes(routes!(metrics_route::metrics))
         .routes(routes!(sys::advance_clock))
         .routes(routes!(auth::login))
         .routes(routes!(auth::sp_login))
@@ -131,7 +136,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(request_context));
+        .layer(axum::middleware::from_fn_with_state(metrics, request_context));
     (router, doc)
 }
 
@@ -165,7 +170,11 @@ fn request_id_from(req: &Request) -> String {
         .unwrap_or_else(|| "req_unknown".into())
 }
 
-async fn request_context(mut req: Request, next: Next) -> Response {
+async fn request_context(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let rid = request_id_from(&req);
     req.extensions_mut().insert(RequestId(rid.clone()));
     let method = req.method().clone();
@@ -176,12 +185,14 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    let elapsed = started.elapsed();
+    metrics.http_request(method.as_str(), route.as_deref().unwrap_or("unmatched"), resp.status().as_u16(), elapsed);
     tracing::info!(
         request_id = %rid,
         method = %method,
         route = route.as_deref().unwrap_or("<unmatched>"),
         status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         "request"
     );
     resp

@@ -116,6 +116,8 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         notify: Mutex::new(NotifyStatus::default()),
         verified: Default::default(),
         ssh_ca,
+        metrics: Arc::new(crate::metrics::Metrics::new(sql_store.audit_latency(), clock.now())),
+        metrics_settings: cfg.metrics.clone(),
     }));
 
     store

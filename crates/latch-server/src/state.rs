@@ -47,6 +47,15 @@ impl Default for JitSettings {
     }
 }
 
+/// Who may read `/metrics`, from `[metrics]`.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` without authentication (for a scraper on a trusted
+    /// network). Otherwise it takes the bearer token of an administrator or of
+    /// a member of group `metrics-readers`.
+    pub public: bool,
+}
+
 /// What the webhook deliverer last saw; failures are visible, never silent.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct NotifyStatus {
@@ -78,6 +87,9 @@ pub struct Inner {
     pub verified: crate::verified::VerifiedTokens,
     /// The SSH user-certificate authority.
     pub ssh_ca: Arc<latch_ssh::UserCa>,
+    /// This node's counters and histograms, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics_settings: MetricsSettings,
 }
 
 #[derive(Clone)]

@@ -249,6 +249,9 @@ pub trait Store: JitStore + SshStore + RecordingStore + Send + Sync + 'static {
     async fn append_audit(&self, audit: AuditDraft) -> Result<AuditEvent>;
     async fn list_audit(&self, q: AuditQuery) -> Result<Vec<AuditEvent>>;
     async fn audit_head(&self) -> Result<(i64, String)>;
+    /// Aggregates of the state at `now` (grants by role and state, pending
+    /// requests, credentials issued and revoked, …), for `/metrics`.
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats>;
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// Signs and stores a checkpoint of the current head, unless one exists for it.
     async fn write_checkpoint(&self, key: Arc<SigningKey>) -> Result<Option<Checkpoint>>;

@@ -320,3 +320,24 @@ pub struct RecordingFilter {
     pub active: bool,
     pub limit: usize,
 }
+
+/// Aggregates of the store's state at one moment, for `/metrics`. Counts of
+/// credentials are over all time (rows are never deleted), so they only grow.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    /// (role, state, count): state is `active`, `expired` (including active
+    /// grants whose end has passed but the sweeper has not yet reached) or `revoked`.
+    pub grants: Vec<(String, String, i64)>,
+    pub pending_requests: i64,
+    /// Creation time of the oldest pending request.
+    pub oldest_pending: Option<Timestamp>,
+    pub breakglass_total: i64,
+    /// Break-glass uses still awaiting their post-incident review.
+    pub breakglass_unreviewed: i64,
+    pub tokens_issued: i64,
+    pub tokens_revoked: i64,
+    pub ssh_certs_issued: i64,
+    pub ssh_certs_revoked: i64,
+    pub active_recordings: i64,
+    pub audit_head_seq: i64,
+}

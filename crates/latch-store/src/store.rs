@@ -5,7 +5,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use latch_core::Clock;
+use latch_core::{Clock, Histogram};
 
 use crate::cache::{Invalidation, ReadCache};
 use crate::postgres::{PgEngine, PgOptions};
@@ -29,6 +29,8 @@ pub struct SqlStore {
     pub(crate) inv: Invalidation,
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Seconds from submitting a change that appends audit events to its commit.
+    audit_latency: Arc<Histogram>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -88,6 +90,7 @@ impl SqlStore {
             inv: store_inv,
             jobs: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),
+            audit_latency: Arc::new(Histogram::new(latch_core::histogram::LATENCY_BUCKETS)),
         })
     }
 
@@ -111,12 +114,32 @@ impl SqlStore {
     }
 
     /// Runs `f` in the writer's current transaction; resolves after commit.
+    /// A committed change that appended audit events has its latency (from
+    /// here to the commit) recorded in [`SqlStore::audit_latency`].
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
     {
-        writer::submit(&self.jobs, f).await
+        let started = std::time::Instant::now();
+        let audited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = audited.clone();
+        let out = writer::submit(&self.jobs, move |ctx: &mut WriteCtx<'_>| {
+            let before = ctx.head().0;
+            let out = f(ctx);
+            flag.store(ctx.head().0 != before, std::sync::atomic::Ordering::Relaxed);
+            out
+        })
+        .await;
+        if out.is_ok() && audited.load(std::sync::atomic::Ordering::Relaxed) {
+            self.audit_latency.observe_duration(started.elapsed());
+        }
+        out
+    }
+
+    /// Latency of audited writes: submit to durable commit, in seconds.
+    pub fn audit_latency(&self) -> Arc<Histogram> {
+        self.audit_latency.clone()
     }
 
     /// A point lookup: inline on SQLite, on the blocking pool for PostgreSQL.

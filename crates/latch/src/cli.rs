@@ -200,6 +200,10 @@ pub struct ServerArgs {
     /// Dev mode only: write a signed audit checkpoint this often (for tests; default 1m).
     #[arg(long, default_value = "1m", requires = "dev", hide = true)]
     pub checkpoint_interval: String,
+    /// Dev mode: serve GET /metrics without a token (otherwise: administrators
+    /// and members of group metrics-readers).
+    #[arg(long, requires = "dev")]
+    pub metrics_public: bool,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,

@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use latch_server::config::{Config, LogFormat, Storage};
 use latch_server::serve::{self, Ready, ServeOptions};
-use latch_server::state::{AuthSettings, JitSettings};
+use latch_server::state::{AuthSettings, JitSettings, MetricsSettings};
 use latch_store::PgOptions;
 use tracing_subscriber::EnvFilter;
 
@@ -57,6 +57,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                     .map_err(|e| UsageError(format!("--request-timeout: {e}")))?,
                 webhook: args.webhook.clone(),
             },
+            metrics: MetricsSettings { public: args.metrics_public },
         }
     } else {
         let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;

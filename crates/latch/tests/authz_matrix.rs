@@ -97,6 +97,8 @@ const MATRIX: &[Row] = &[
     // -- system (admins) --
     ("POST /v1/sys/test/clock",                               "",                                [N, F, F, F, A, F, N, N, N]),
     ("GET /v1/sys/notifications",                             "",                                [N, F, F, F, A, F, N, N, N]),
+    // admins and members of group metrics-readers (none here), unless [metrics] public = true
+    ("GET /metrics",                                          "",                                [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/sys/keys/token/rotate",                        "",                                [N, F, F, F, A, F, N, N, N]),
     // -- users (admins) --
     ("GET /v1/users",                                         "",                                [N, F, F, F, A, F, N, N, N]),

@@ -195,6 +195,7 @@ fn openapi_documents_every_route() {
         .collect();
     let expected: BTreeSet<String> = [
         "GET /v1/sys/health",
+        "GET /metrics",
         "POST /v1/grants/{id}/ssh",
         "POST /v1/recordings",
         "GET /v1/recordings",

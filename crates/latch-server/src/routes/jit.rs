@@ -24,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, Caller, Ctx};
+use crate::metrics::{Approval as Via, DecisionAction, DecisionOutcome};
 use crate::state::AppState;
 
 const MAX_TEXT: usize = 1024;
@@ -301,6 +302,7 @@ pub async fn create(
     Caller(p): Caller,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<RequestOutcome>)> {
+    let started = std::time::Instant::now();
     let policy = st.policy();
     latch_core::validate_name("role", &req.role)?;
     let role = policy.role(&req.role).ok_or_else(|| {
@@ -376,6 +378,15 @@ pub async fn create(
             "policy_version": request.policy_hash,
         }));
     let created = st.store.create_request(request, grant.clone(), ev).await?;
+    let outcome = match state {
+        RequestState::Active => DecisionOutcome::Allow,
+        RequestState::Pending => DecisionOutcome::NeedsApproval,
+        _ => DecisionOutcome::Deny,
+    };
+    st.metrics.decision(DecisionAction::Request, outcome);
+    if grant.is_some() {
+        st.metrics.time_to_grant(Via::Auto, started.elapsed());
+    }
     if !may_request.allowed {
         return Err(ApiError::Forbidden(format!(
             "{} (request {})",
@@ -477,7 +488,19 @@ pub(crate) async fn refused(
     }
     let ev = ctx.audit(p.audit_name(), action, target).outcome(Outcome::Denied).details(details);
     match st.store.append_audit(ev).await {
-        Ok(_) => err,
+        Ok(_) => {
+            // A refusal by role rules or policy; a role gone from the policy (409) decided nothing.
+            let decided = match action {
+                "request.create" => Some(DecisionAction::Request),
+                "request.approve" | "request.deny" => Some(DecisionAction::Approve),
+                "breakglass.activate" => Some(DecisionAction::Breakglass),
+                _ => None,
+            };
+            if let Some(a) = decided.filter(|_| !matches!(err, ApiError::Conflict(_))) {
+                st.metrics.decision(a, DecisionOutcome::Deny);
+            }
+            err
+        }
         Err(e) => e.into(),
     }
 }
@@ -524,6 +547,11 @@ pub async fn approve(
         Err(StoreError::Precondition(m)) => return Err(ApiError::Forbidden(m)),
         Err(e) => return Err(e.into()),
     };
+    st.metrics.decision(DecisionAction::Approve, DecisionOutcome::Allow);
+    if let Some(g) = &grant {
+        let waited = g.starts_at.millis().saturating_sub(r.created_at.millis()).max(0);
+        st.metrics.time_to_grant(Via::Human, Duration::from_millis(waited.unsigned_abs()));
+    }
     let r = load(&st, &id).await?;
     let now = st.clock.now();
     Ok(Json(RequestOutcome { request: request_view(&r), grant: grant.as_ref().map(|g| grant_view(g, now)) }))
@@ -548,6 +576,7 @@ pub async fn deny(
         .audit(p.audit_name(), "request.deny", format!("request:{id}"))
         .details(json!({ "role": r.role, "requester": r.requester_name, "reason": body.reason }));
     let r = st.store.close_request(&id, RequestState::Denied, &p.name, &body.reason, ev).await?;
+    st.metrics.decision(DecisionAction::Approve, DecisionOutcome::Allow);
     Ok(Json(request_view(&r)))
 }
 
@@ -694,6 +723,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     body: Option<ApiJson<OptionalReason>>,
 ) -> ApiResult<Json<Value>> {
+    let started = std::time::Instant::now();
     let reason = body.map(|ApiJson(b)| b.reason).unwrap_or_default();
     check_text("reason", &reason, MAX_TEXT)?;
     latch_core::validate_name("grant id", &id)?;
@@ -706,6 +736,7 @@ pub async fn revoke(
         .details(json!({ "role": g.role, "principal": format!("{}:{}", g.principal_kind.as_str(), g.principal_name),
                          "reason": reason, "breakglass": g.breakglass }));
     let (g, jtis) = st.store.revoke_grant(&id, &p.name, &reason, ev).await?;
+    st.metrics.revocation(started.elapsed());
     Ok(Json(json!({ "grant": grant_view(&g, st.clock.now()), "tokens_revoked": jtis })))
 }
 
@@ -718,6 +749,7 @@ pub async fn breakglass(
     Caller(p): Caller,
     ApiJson(req): ApiJson<CreateBreakglass>,
 ) -> ApiResult<(StatusCode, Json<RequestOutcome>)> {
+    let started = std::time::Instant::now();
     let policy = st.policy();
     latch_core::validate_name("role", &req.role)?;
     let role =
@@ -783,6 +815,8 @@ pub async fn breakglass(
         "review": "required",
     }));
     let created = st.store.create_request(request, Some(grant.clone()), ev).await?;
+    st.metrics.decision(DecisionAction::Breakglass, DecisionOutcome::Allow);
+    st.metrics.time_to_grant(Via::Breakglass, started.elapsed());
     Ok((
         StatusCode::CREATED,
         Json(RequestOutcome { request: request_view(&created), grant: Some(grant_view(&grant, now)) }),

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod gateway;
 pub mod groups;
 pub mod jit;
+pub mod metrics;
 pub mod policy;
 pub mod recordings;
 pub mod sps;

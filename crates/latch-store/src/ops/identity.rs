@@ -694,6 +694,10 @@ impl Store for SqlStore {
         self.read(|c| crate::writer::load_head(c).map(|h| (h.seq, h.hash))).await
     }
 
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats> {
+        self.collect_stats(now).await
+    }
+
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>> {
         self.scan(|c| {
             map_rows(

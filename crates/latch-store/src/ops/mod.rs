@@ -4,3 +4,4 @@ pub(crate) mod identity;
 mod jit;
 mod recordings;
 pub(crate) mod ssh;
+mod stats;
