@@ -41,19 +41,21 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) -> usize {
     out.push(b'"');
     let mut specials = 2;
     let bytes = s.as_bytes();
-    let mut plain = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let (mut plain, mut i) = (0, 0);
+    while i < bytes.len() {
+        i = next_special(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&bytes[plain..i]);
         plain = i + 1;
+        i += 1;
         if esc.is_empty() {
             let _ = write!(out, "\\u{b:04x}");
             specials += 1;
@@ -65,6 +67,40 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) -> usize {
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
     specials
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `w` is below 0x20, `"` or `\` (bit tricks on 8
+/// bytes at once: terminal output is mostly plain text).
+fn any_special(w: u64) -> bool {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+fn is_special(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte from `i` on that JSON must escape (or the length).
+fn next_special(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(block) = bytes.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(block);
+        if any_special(u64::from_le_bytes(w)) {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if is_special(b) {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Decodes a byte stream as UTF-8, carrying an incomplete trailing
@@ -186,6 +222,23 @@ mod tests {
             let as_json = serde_json::to_string(line).unwrap();
             assert_eq!(n, as_json.len() - 2, "{as_json}");
         }
+    }
+
+    #[test]
+    fn the_block_scan_finds_every_special_byte() {
+        for len in 0..40 {
+            for pos in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\', b'\n'] {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = special;
+                    assert_eq!(next_special(&v, 0), pos, "len {len} pos {pos} byte {special:#x}");
+                }
+                let v: Vec<u8> = (0..len).map(|i| 0x20 + (i % 0x5f) as u8).filter(|b| !is_special(*b)).collect();
+                assert_eq!(next_special(&v, 0), v.len());
+            }
+        }
+        // Bytes above 0x7f (UTF-8) are never special.
+        assert_eq!(next_special("é→🎉ab".as_bytes(), 0), "é→🎉ab".len());
     }
 
     #[test]

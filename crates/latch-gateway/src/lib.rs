@@ -110,16 +110,8 @@ pub async fn serve(listener: TcpListener, cfg: GatewayConfig, control: Arc<dyn C
     }
     let live = Arc::new(Live::default());
     tokio::spawn(live::watch_grants(live.clone(), control.clone(), cfg.poll_interval, cfg.max_offline));
-    let client_config = russh::client::Config {
-        // Larger packets from the target mean fewer trips through the proxy
-        // (OpenSSH sends up to what the receiver advertises).
-        maximum_packet_size: 256 * 1024,
-        window_size: 16 * 1024 * 1024,
-        nodelay: true,
-        inactivity_timeout: None,
-        preferred: preferred(),
-        ..Default::default()
-    };
+    let client_config =
+        russh::client::Config { nodelay: true, inactivity_timeout: None, preferred: preferred(), ..Default::default() };
     let shared = Arc::new(Shared {
         control,
         spool,

@@ -22,9 +22,9 @@ use tracing::{info, warn};
 use crate::cast::{SecretGuard, Utf8Stream, push_event};
 use crate::control::{Control, ControlError};
 
-/// A chunk is cut before its events, escaped once more as the upload's JSON
-/// string, pass this many bytes: the server takes bodies up to 1 MiB, and a
-/// chunk it refused for size would be lost.
+/// A chunk is cut before its events, escaped once more as a JSON string,
+/// pass this many bytes: the server takes bodies up to 1 MiB (JSON or raw
+/// lines), and a chunk it refused for size would be lost.
 const CHUNK_WIRE_BYTES: usize = 960 * 1024;
 /// Most data bytes in one event; longer output becomes several events.
 const EVENT_DATA: usize = 16 * 1024;

@@ -121,12 +121,23 @@ impl Client {
         }
     }
 
-    /// Sends `json`, already encoded, as the body (for large bodies built without serde).
+    /// Sends `json`, already encoded, as the body.
     pub fn send_json<T: DeserializeOwned>(&self, method: &str, path: &str, json: &[u8]) -> Result<T, ClientError> {
+        self.send(method, path, "application/json", json)
+    }
+
+    /// Sends `body` of type `content_type`; the answer is JSON.
+    pub fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<T, ClientError> {
         let req = self
             .request(method, path)
-            .header("Content-Type", "application/json")
-            .body(json)
+            .header("Content-Type", content_type)
+            .body(body)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let resp = self.agent.run(req).map_err(|e| self.unreachable(e))?;
         self.finish(method, path, resp)

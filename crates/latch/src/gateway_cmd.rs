@@ -18,6 +18,7 @@ use crate::UsageError;
 use crate::cli::{GatewayArgs, Global};
 use crate::client::{Client, ClientError, seg};
 
+const ASCIICAST: &str = "application/x-asciicast";
 /// Calls the server may take before the gateway treats it as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -142,15 +143,20 @@ impl Http {
 
     fn post_blocking<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
         let json = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.send_blocking(path, &json)
+        self.send_blocking(path, "application/json", &json)
     }
 
     /// POSTs `json`, signing in again once if the session has ended.
-    fn send_blocking<T: DeserializeOwned>(&self, path: &str, json: &[u8]) -> Result<T, ClientError> {
-        match self.current().send_json::<T>("POST", path, json) {
+    fn send_blocking<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<T, ClientError> {
+        match self.current().send::<T>("POST", path, content_type, body) {
             Err(ClientError::Api(f)) if f.status == 401 && self.creds.is_some() => {
                 self.sign_in()?;
-                self.current().send_json::<T>("POST", path, json)
+                self.current().send::<T>("POST", path, content_type, body)
             }
             other => other,
         }
@@ -191,14 +197,10 @@ impl Control for HttpControl {
     }
 
     async fn append_chunk(&self, recording: &str, seq: u64, events: String) -> Result<(), ControlError> {
-        let path = format!("/v1/recordings/{}/chunks", seg(recording));
-        // Built by hand: this is every byte of every session, escaped once more.
-        let mut body = Vec::with_capacity(events.len() + events.len() / 8 + 32);
-        body.extend_from_slice(format!("{{\"seq\":{seq},\"events\":").as_bytes());
-        latch_gateway::cast::push_json_str(&mut body, &events);
-        body.push(b'}');
+        // The event lines as they are (asciicast), not escaped into JSON once more.
+        let path = format!("/v1/recordings/{}/chunks?seq={seq}", seg(recording));
         let me = self.0.clone();
-        tokio::task::spawn_blocking(move || me.send_blocking::<Value>(&path, &body))
+        tokio::task::spawn_blocking(move || me.send_blocking::<Value>(&path, ASCIICAST, events.as_bytes()))
             .await
             .map_err(|e| ControlError::Unavailable(e.to_string()))?
             .map_err(classify)

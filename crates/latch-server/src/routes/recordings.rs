@@ -370,6 +370,22 @@ fn parse_events(events: &str) -> ApiResult<Parsed> {
     Ok(out)
 }
 
+fn is_asciicast(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-asciicast"))
+}
+
+/// `seq=N` from the query string, the only parameter allowed.
+fn seq_param(query: Option<&str>) -> ApiResult<i64> {
+    let bad = || ApiError::BadRequest("give the chunk's number as ?seq=N (N from 0) and nothing else".into());
+    let q = query.ok_or_else(bad)?;
+    let v = q.strip_prefix("seq=").filter(|v| !v.contains('&')).ok_or_else(bad)?;
+    v.parse::<i64>().map_err(|_| bad())
+}
+
 fn too_large() -> ApiError {
     ApiError::PayloadTooLarge {
         message: format!("a chunk may be at most {CHUNK_LIMIT} bytes (1 MiB): split the events into more chunks"),
@@ -378,7 +394,9 @@ fn too_large() -> ApiError {
 
 /// Appends chunk `seq`. Sending the chunk already stored under that seq again
 /// is a no-op (`duplicate: true`); skipping ahead is a 409 naming the seq
-/// expected. Bodies up to 1 MiB.
+/// expected. Bodies up to 1 MiB: JSON (`{"seq", "events"}`), or the event
+/// lines themselves as `application/x-asciicast` with `?seq=N` (what the
+/// gateway sends: no second layer of escaping).
 #[utoipa::path(post, path = "/v1/recordings/{id}/chunks", tag = "recordings", request_body = AppendChunk,
     responses((status = 200, body = ChunkAck), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)), security(("bearer" = [])))]
@@ -388,13 +406,26 @@ pub async fn append(
     Path(id): Path<String>,
     request: Request,
 ) -> ApiResult<Json<ChunkAck>> {
-    if !crate::extract::is_json(request.headers()) {
+    let raw_seq = if is_asciicast(request.headers()) {
+        Some(seq_param(request.uri().query())?)
+    } else if crate::extract::is_json(request.headers()) {
+        None
+    } else {
         return Err(ApiError::UnsupportedMediaType {
-            message: "send the body as JSON with the header Content-Type: application/json".into(),
+            message: "send the body as JSON with the header Content-Type: application/json \
+                      (or the event lines as application/x-asciicast with ?seq=N)"
+                .into(),
         });
-    }
+    };
     let bytes = axum::body::to_bytes(request.into_body(), CHUNK_LIMIT).await.map_err(|_| too_large())?;
-    let req: AppendChunk = crate::extract::parse_object(&bytes)?;
+    let req: AppendChunk = match raw_seq {
+        Some(seq) => AppendChunk {
+            seq,
+            events: String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::BadRequest("the event lines are not UTF-8".into()))?,
+        },
+        None => crate::extract::parse_object(&bytes)?,
+    };
     let r = load_writable(&st, &p, &id).await?;
     if req.seq < 0 {
         return Err(ApiError::BadRequest(format!("seq is {}: chunks are numbered from 0", req.seq)));
