@@ -129,8 +129,14 @@ fn a_recording_uploaded_in_chunks_lists_shows_exports_and_replays() {
     let (st, v) = t.chunk(&admin, &id, 3, "[2.0, \"o\", \"later\"]");
     assert_eq!(st, 409, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("expected seq 2"), "{v}");
-    let (st, v) = t.chunk(&admin, &id, 2, c2);
-    assert_eq!((st, v["next_seq"].as_i64()), (200, Some(3)), "{v}");
+    // Chunk 2 as raw asciicast lines, the way the gateway sends them; its retry too.
+    let path = format!("/v1/recordings/{id}/chunks?seq=2");
+    for duplicate in [false, true] {
+        let (st, _, text) =
+            t.s.http_raw("POST", &path, Some(&admin), Some(c2), &[("Content-Type", "application/x-asciicast")]);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((st, v["duplicate"].as_bool(), v["next_seq"].as_i64()), (200, Some(duplicate), Some(3)), "{v}");
+    }
 
     // Running: listed as active, for its holder and the admin; bob sees nothing.
     let active = t.s.cli_as(&t.alice, &["sessions", "--active", "-o", "json"], None).ok().json();
@@ -350,6 +356,24 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_stored() {
         &[],
     );
     assert_eq!(st, 400, "{v}");
+
+    // The same checks for chunks sent as raw asciicast lines (`?seq=N`), as the gateway sends them.
+    let raw = |query: &str, ctype: &str, body: &str| {
+        let path = format!("/v1/recordings/{id}/chunks{query}");
+        let (st, _, text) = t.s.http_raw("POST", &path, Some(&admin), Some(body), &[("Content-Type", ctype)]);
+        (st, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null))
+    };
+    for (query, ctype, body, status, want) in [
+        ("", "application/x-asciicast", "[0.1, \"o\", \"a\"]\n", 400, "?seq=N"),
+        ("?seq=x", "application/x-asciicast", "[0.1, \"o\", \"a\"]\n", 400, "?seq=N"),
+        ("?seq=0&more=1", "application/x-asciicast", "[0.1, \"o\", \"a\"]\n", 400, "?seq=N"),
+        ("?seq=0", "application/x-asciicast", "[0.1, \"o\"]\n", 400, "3 elements"),
+        ("?seq=0", "text/plain", "[0.1, \"o\", \"a\"]\n", 415, "application/x-asciicast"),
+    ] {
+        let (st, v) = raw(query, ctype, body);
+        assert_eq!(st, status, "{query} {ctype}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(want), "{v}");
+    }
 
     // Larger than the API's 64 KiB: accepted here, up to 1 MiB per chunk.
     let big = format!("[0.1, \"o\", \"{}\"]\n", "x".repeat(200 * 1024));
