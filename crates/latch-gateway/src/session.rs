@@ -40,7 +40,14 @@ struct Authed {
     grant: Authorized,
     key: Arc<PrivateKey>,
     cert: Certificate,
+    /// The certificate the user presented, to ask again for an upstream one.
+    user_cert: String,
+    at: tokio::time::Instant,
 }
+
+/// The server certifies the gateway's key for minutes; past this age a new
+/// one is asked for before connecting to the target.
+const UPSTREAM_CERT_REUSE: std::time::Duration = std::time::Duration::from_secs(4 * 60);
 
 /// A channel opened by the user, not yet running anything.
 struct Opened {
@@ -80,10 +87,17 @@ impl Conn {
 
     /// The connection to the target, opened on first use.
     async fn upstream(&mut self) -> Result<Arc<client::Handle<Upstream>>, String> {
-        if let Some(u) = &self.upstream {
+        if let Some(u) = self.upstream.as_ref().filter(|u| !u.is_closed()) {
             return Ok(u.clone());
         }
-        let a = self.authed.clone().ok_or("not authenticated")?;
+        let mut a = self.authed.clone().ok_or("not authenticated")?;
+        if a.at.elapsed() > UPSTREAM_CERT_REUSE {
+            // Asks the server again: the grant may have ended meanwhile.
+            let fresh =
+                authorize(&self.shared, a.target.clone(), a.user_cert.clone()).await.map_err(|e| e.to_string())?;
+            a = Arc::new(fresh.map_err(|why| format!("no longer authorized: {why}"))?);
+            self.authed = Some(a.clone());
+        }
         let handler =
             Upstream { host: a.target.host.clone(), port: a.target.port, keys: self.shared.upstream_keys.clone() };
         let addr = (a.target.host.as_str(), a.target.port);
@@ -298,24 +312,15 @@ impl russh::server::Handler for Conn {
                 return Ok(Auth::reject());
             }
         };
-        let seed: [u8; 32] = latch_crypto::random_bytes(32)?.try_into().map_err(|_| GatewayError::Random)?;
-        let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-        let req = AuthorizeRequest {
-            certificate: certificate.to_openssh()?,
-            login: target.login.clone(),
-            target: target.host.clone(),
-            upstream_key: key.public_key().to_openssh()?,
-        };
-        match self.shared.control.authorize(req).await {
-            Ok(grant) => {
-                let cert = Certificate::from_openssh(&grant.upstream_certificate)?;
-                info!(peer = ?self.peer, user = %grant.user, grant = %grant.grant_id, login = %target.login,
-                      target = %target.host, "authorized");
-                self.authed = Some(Arc::new(Authed { target, grant, key: Arc::new(key), cert }));
+        match authorize(&self.shared, target, certificate.to_openssh()?).await? {
+            Ok(a) => {
+                info!(peer = ?self.peer, user = %a.grant.user, grant = %a.grant.grant_id, login = %a.target.login,
+                      target = %a.target.host, "authorized");
+                self.authed = Some(Arc::new(a));
                 Ok(Auth::Accept)
             }
-            Err(e) => {
-                info!(peer = ?self.peer, login = %target.login, target = %target.host, "refused: {e}");
+            Err(why) => {
+                info!(peer = ?self.peer, user, "refused: {why}");
                 Ok(Auth::reject())
             }
         }
@@ -460,6 +465,28 @@ impl Conn {
             }
         }
         Ok(())
+    }
+}
+
+/// Asks the server whether `user_cert` may reach `target`; on yes, holds a
+/// fresh key for the target and its certificate. The inner error is the
+/// server's refusal (or its unavailability).
+async fn authorize(shared: &Shared, target: Target, user_cert: String) -> Result<Result<Authed, String>, GatewayError> {
+    let seed: [u8; 32] = latch_crypto::random_bytes(32)?.try_into().map_err(|_| GatewayError::Random)?;
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let req = AuthorizeRequest {
+        certificate: user_cert.clone(),
+        login: target.login.clone(),
+        target: target.host.clone(),
+        upstream_key: key.public_key().to_openssh()?,
+    };
+    match shared.control.authorize(req).await {
+        Ok(grant) => {
+            let cert = Certificate::from_openssh(&grant.upstream_certificate)?;
+            let at = tokio::time::Instant::now();
+            Ok(Ok(Authed { target, grant, key: Arc::new(key), cert, user_cert, at }))
+        }
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 
