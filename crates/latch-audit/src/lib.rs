@@ -16,7 +16,9 @@
 
 pub mod canonical;
 pub mod event;
+pub mod export;
 pub mod verify;
 
 pub use event::{AuditDraft, AuditEvent, Checkpoint, GENESIS_HASH, Outcome, chain_hash};
+pub use export::{ExportError, ExportReport, verify_export};
 pub use verify::{ChainVerifier, VerifyError, VerifyReport};

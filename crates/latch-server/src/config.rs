@@ -31,6 +31,11 @@
 //!
 //! [metrics]
 //! public = false              # true: GET /metrics without a token
+//!
+//! [[siem]]                    # continuous audit export; as many as needed
+//! name = "soc"                # names the sink's cursor
+//! kind = "syslog-tcp"         # jsonl | ocsf | syslog-tcp | syslog-udp | webhook | ocsf-webhook
+//! address = "10.0.0.5:6514"   # syslog; files take path (max_bytes, keep), webhooks url
 //! ```
 //!
 //! `public_url = "https://latch.example.com"` (top level) sets the issuer of
@@ -86,6 +91,56 @@ struct RawConfig {
     postgres: RawPostgres,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    siem: Vec<RawSiem>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiem {
+    name: String,
+    kind: String,
+    address: Option<String>,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    max_bytes: Option<u64>,
+    keep: Option<u32>,
+}
+
+impl RawSiem {
+    fn sink(&self) -> Result<crate::siem::SiemSink, String> {
+        use crate::siem::{DEFAULT_KEEP, DEFAULT_MAX_BYTES, Format, SiemSink, SinkKind};
+        let need = |v: &Option<String>, key: &str| {
+            v.clone().ok_or_else(|| format!("[[siem]] {}: kind {} needs {key}", self.name, self.kind))
+        };
+        let file = |format| -> Result<SinkKind, String> {
+            let path =
+                self.path.clone().ok_or_else(|| format!("[[siem]] {}: kind {} needs path", self.name, self.kind))?;
+            Ok(SinkKind::File {
+                path,
+                max_bytes: self.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+                keep: self.keep.unwrap_or(DEFAULT_KEEP),
+                format,
+            })
+        };
+        let kind = match self.kind.as_str() {
+            "jsonl" => file(Format::Json)?,
+            "ocsf" => file(Format::Ocsf)?,
+            "syslog-tcp" => SinkKind::SyslogTcp { address: need(&self.address, "address")? },
+            "syslog-udp" => SinkKind::SyslogUdp { address: need(&self.address, "address")? },
+            "webhook" => SinkKind::Webhook { url: need(&self.url, "url")?, format: Format::Json },
+            "ocsf-webhook" => SinkKind::Webhook { url: need(&self.url, "url")?, format: Format::Ocsf },
+            other => {
+                return Err(format!(
+                    "[[siem]] {}: unknown kind {other:?}: use jsonl, ocsf, syslog-tcp, syslog-udp, webhook or ocsf-webhook",
+                    self.name
+                ));
+            }
+        };
+        let sink = SiemSink { name: self.name.clone(), kind };
+        sink.validate()?;
+        Ok(sink)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +252,8 @@ pub struct Config {
     pub jit: JitSettings,
     pub storage: Storage,
     pub metrics: MetricsSettings,
+    /// Where the audit log is continuously exported.
+    pub siem: Vec<crate::siem::SiemSink>,
 }
 
 impl Config {
@@ -309,8 +366,17 @@ impl Config {
             Some(dsn) => Storage::from_dsn(dsn, options).map_err(|e| invalid(format!("storage: {e}")))?,
             None => Storage::Sqlite,
         };
+        let mut siem = Vec::new();
+        for raw_sink in &raw.siem {
+            let sink = raw_sink.sink().map_err(invalid)?;
+            if siem.iter().any(|s: &crate::siem::SiemSink| s.name == sink.name) {
+                return Err(invalid(format!("[[siem]] name {:?} is used twice: each sink needs its own", sink.name)));
+            }
+            siem.push(sink);
+        }
         Ok(Config {
             storage,
+            siem,
             metrics: MetricsSettings { public: raw.metrics.public },
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jit,

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
+pub mod siem;
 pub mod ssh_ca;
 pub mod state;
 pub mod token_keys;

@@ -142,6 +142,9 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
     if let Some(url) = cfg.jit.webhook.clone() {
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));
     }
+    for sink in cfg.siem.clone() {
+        background.push(tokio::spawn(crate::siem::export(state.clone(), sink)));
+    }
 
     let storage = match &cfg.storage {
         Storage::Sqlite => format!("data in {} (SQLite, WAL)", data_dir.display()),

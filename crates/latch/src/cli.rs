@@ -204,6 +204,10 @@ pub struct ServerArgs {
     /// and members of group metrics-readers).
     #[arg(long, requires = "dev")]
     pub metrics_public: bool,
+    /// Dev mode: export the audit log continuously, KIND=TARGET (repeatable):
+    /// jsonl=PATH, ocsf=PATH, syslog-tcp=HOST:PORT, syslog-udp=HOST:PORT, webhook=URL, ocsf-webhook=URL.
+    #[arg(long, value_name = "KIND=TARGET", requires = "dev")]
+    pub siem: Vec<String>,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,
@@ -482,9 +486,28 @@ pub enum AuditCmd {
     /// Recompute the hash chain and check the signed checkpoints.
     Verify {
         /// Read the data directory directly instead of asking a server.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "export")]
         data: Option<PathBuf>,
+        /// Check an exported stream instead (JSON lines or OCSF, as a SIEM
+        /// received them: duplicates allowed, no server needed).
+        #[arg(long)]
+        export: Option<PathBuf>,
     },
+    /// Export events once, to stdout: JSON lines, OCSF or RFC 5424 syslog lines.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Ocsf,
+    Syslog,
 }
 
 #[derive(Subcommand)]

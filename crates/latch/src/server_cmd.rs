@@ -58,6 +58,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 webhook: args.webhook.clone(),
             },
             metrics: MetricsSettings { public: args.metrics_public },
+            siem: dev_sinks(&args.siem)?,
         }
     } else {
         let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;
@@ -121,4 +122,20 @@ pub fn operator(cmd: OperatorCmd) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// `--siem KIND=TARGET` sinks, named after their kind (`jsonl`, `jsonl-2`, …).
+fn dev_sinks(specs: &[String]) -> Result<Vec<latch_server::siem::SiemSink>, UsageError> {
+    let mut sinks: Vec<latch_server::siem::SiemSink> = Vec::new();
+    for spec in specs {
+        let mut sink = latch_server::siem::SiemSink::parse_spec(spec).map_err(UsageError)?;
+        let base = sink.name.clone();
+        let mut n = 1;
+        while sinks.iter().any(|s| s.name == sink.name) {
+            n += 1;
+            sink.name = format!("{base}-{n}");
+        }
+        sinks.push(sink);
+    }
+    Ok(sinks)
 }

@@ -107,6 +107,7 @@ pub struct Metrics {
     decisions: CounterVec,
     time_to_grant: HistogramVec,
     revocation: Histogram,
+    siem: CounterVec,
     /// Recorded by the store's writer.
     audit_append: Arc<Histogram>,
     started_at: f64,
@@ -122,6 +123,7 @@ impl Metrics {
             decisions: CounterVec::new(&["action", "outcome"]),
             time_to_grant: HistogramVec::new(&["approval"], TIME_TO_GRANT_BUCKETS),
             revocation: Histogram::new(REVOCATION_BUCKETS),
+            siem: CounterVec::new(&["sink", "result"]),
             audit_append,
             started_at: started.secs() as f64,
         };
@@ -173,6 +175,11 @@ impl Metrics {
     /// From receiving a revocation to its commit (grant, tokens and certificates ended).
     pub fn revocation(&self, d: Duration) {
         self.revocation.observe_duration(d);
+    }
+
+    /// One batch of audit events delivered to (or failed at) a SIEM sink.
+    pub fn siem_delivery(&self, sink: &str, ok: bool) {
+        self.siem.with(&[sink, if ok { "delivered" } else { "failed" }]).inc();
     }
 
     /// The whole exposition: this node's series, then the cluster's from the store.
@@ -248,6 +255,11 @@ impl Metrics {
             "latch_webhook_delivery_failures_total",
             "Failed webhook delivery attempts on this node (each is retried).",
             notify.failures,
+        );
+        e.counter_vec(
+            "latch_siem_batches_total",
+            "Batches of audit events this node exported, by SIEM sink and result (delivered, failed: retried).",
+            &self.siem,
         );
         e.gauge(
             "latch_webhook_consecutive_failures",
