@@ -32,6 +32,12 @@
 //! [metrics]
 //! public = false              # true: GET /metrics without a token
 //!
+//! [alerts]                    # built-in alerts: audit events alert.raise, sent to the webhook
+//! interval = "30s"
+//! approval_sla = "1h"         # a request pending longer raises approval-waiting
+//! user_denies = 5             # denies of one user within 5 minutes
+//! cooldown = "1h"             # the same alert (rule, user, target) at most once per cooldown
+//!
 //! [[siem]]                    # continuous audit export; as many as needed
 //! name = "soc"                # names the sink's cursor
 //! kind = "syslog-tcp"         # jsonl | ocsf | syslog-tcp | syslog-udp | webhook | ocsf-webhook
@@ -93,6 +99,17 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     siem: Vec<RawSiem>,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    interval: Option<String>,
+    approval_sla: Option<String>,
+    user_denies: Option<usize>,
+    cooldown: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +271,7 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// Where the audit log is continuously exported.
     pub siem: Vec<crate::siem::SiemSink>,
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Config {
@@ -374,9 +392,17 @@ impl Config {
             }
             siem.push(sink);
         }
+        let ad = crate::alerts::AlertSettings::default();
+        let alerts = crate::alerts::AlertSettings {
+            interval: dur("[alerts] interval", &raw.alerts.interval, ad.interval)?,
+            approval_sla: dur("[alerts] approval_sla", &raw.alerts.approval_sla, ad.approval_sla)?,
+            user_denies: raw.alerts.user_denies.filter(|n| *n > 0).unwrap_or(ad.user_denies),
+            cooldown: dur("[alerts] cooldown", &raw.alerts.cooldown, ad.cooldown)?,
+        };
         Ok(Config {
             storage,
             siem,
+            alerts,
             metrics: MetricsSettings { public: raw.metrics.public },
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jit,

@@ -74,6 +74,7 @@ pub const NOTIFY_ACTIONS: &[&str] = &[
     "request.timeout",
     "breakglass.activate",
     "breakglass.review",
+    crate::alerts::ACTION,
 ];
 
 const CURSOR: &str = "webhook";
@@ -115,6 +116,12 @@ pub fn notification(ev: &AuditEvent) -> Value {
         "breakglass.review" => {
             format!("{} reviewed break-glass {}: {}", ev.actor, ev.target, d["comment"].as_str().unwrap_or(""))
         }
+        "alert.raise" => format!(
+            "ALERT {} ({}): {}",
+            d["rule"].as_str().unwrap_or("?"),
+            d["severity"].as_str().unwrap_or("?"),
+            d["message"].as_str().unwrap_or("")
+        ),
         other => format!("{other} by {} on {}", ev.actor, ev.target),
     };
     json!({

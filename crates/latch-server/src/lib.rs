@@ -8,6 +8,7 @@
 //! neither secrets nor internals.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod config;
 pub mod error;
 pub mod extract;

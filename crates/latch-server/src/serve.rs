@@ -142,6 +142,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
     if let Some(url) = cfg.jit.webhook.clone() {
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));
     }
+    background.push(tokio::spawn(crate::alerts::run(state.clone(), cfg.alerts.clone())));
     for sink in cfg.siem.clone() {
         background.push(tokio::spawn(crate::siem::export(state.clone(), sink)));
     }

@@ -208,6 +208,12 @@ pub struct ServerArgs {
     /// jsonl=PATH, ocsf=PATH, syslog-tcp=HOST:PORT, syslog-udp=HOST:PORT, webhook=URL, ocsf-webhook=URL.
     #[arg(long, value_name = "KIND=TARGET", requires = "dev")]
     pub siem: Vec<String>,
+    /// Dev mode: how often built-in alerts are evaluated.
+    #[arg(long, default_value = "30s", requires = "dev", hide = true)]
+    pub alert_interval: String,
+    /// Dev mode: a request pending longer than this raises an alert.
+    #[arg(long, default_value = "1h", requires = "dev")]
+    pub approval_sla: String,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,

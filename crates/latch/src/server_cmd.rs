@@ -59,6 +59,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
             metrics: MetricsSettings { public: args.metrics_public },
             siem: dev_sinks(&args.siem)?,
+            alerts: latch_server::alerts::AlertSettings {
+                interval: latch_core::parse_duration(&args.alert_interval)
+                    .map_err(|e| UsageError(format!("--alert-interval: {e}")))?,
+                approval_sla: latch_core::parse_duration(&args.approval_sla)
+                    .map_err(|e| UsageError(format!("--approval-sla: {e}")))?,
+                ..Default::default()
+            },
         }
     } else {
         let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;

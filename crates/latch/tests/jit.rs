@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -410,51 +408,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 /// A webhook receiver that answers the first `failures` posts with HTTP 500
 /// (and does not keep them), then accepts.
 fn webhook_receiver_failing(failures: usize) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let refused = Arc::new(Mutex::new(0usize));
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let (sink, refused) = (sink.clone(), refused.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut len = 0;
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        line.clear();
-                        reader.read_line(&mut line).unwrap();
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let fail = {
-                        let mut n = refused.lock().unwrap();
-                        *n += 1;
-                        *n <= failures
-                    };
-                    if fail {
-                        conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").unwrap();
-                        continue;
-                    }
-                    sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
-                }
-            });
-        }
-    });
-    (url, got)
+    let w = common::webhook(failures);
+    (w.url, w.received)
 }
 
 #[test]

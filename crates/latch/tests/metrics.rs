@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -554,50 +553,8 @@ fn a_scripted_scenario_gives_exact_values() {
 
 /// A webhook receiver that answers the first `failures` posts with 500, then 200.
 fn failing_receiver(failures: usize) -> (String, Arc<Mutex<usize>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let posts = Arc::new(Mutex::new(0usize));
-    let seen = posts.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut len = 0;
-                    loop {
-                        line.clear();
-                        reader.read_line(&mut line).unwrap();
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let n = {
-                        let mut n = seen.lock().unwrap();
-                        *n += 1;
-                        *n
-                    };
-                    let reply: &[u8] = if n <= failures {
-                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
-                    };
-                    conn.write_all(reply).unwrap();
-                }
-            });
-        }
-    });
-    (url, posts)
+    let w = common::webhook(failures);
+    (w.url, w.posts)
 }
 
 #[test]

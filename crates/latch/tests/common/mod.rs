@@ -400,3 +400,63 @@ pub fn asciinema_cat(file: &std::path::Path) -> std::process::Output {
     let cmd = format!("{} cat {}", asciinema(), file.display());
     Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap()
 }
+
+/// A webhook receiver on loopback: answers the first `failures` posts with
+/// HTTP 500 (not kept), then 200, keeping each accepted JSON body.
+pub struct Webhook {
+    pub url: String,
+    /// Bodies accepted, in order.
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Every post, refused or not.
+    pub posts: std::sync::Arc<std::sync::Mutex<usize>>,
+}
+
+pub fn webhook(failures: usize) -> Webhook {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let posts = Arc::new(Mutex::new(0usize));
+    let (sink, seen) = (received.clone(), posts.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let (sink, seen) = (sink.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut len = 0;
+                    loop {
+                        line.clear();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let n = {
+                        let mut n = seen.lock().unwrap();
+                        *n += 1;
+                        *n
+                    };
+                    if n <= failures {
+                        conn.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").unwrap();
+                        continue;
+                    }
+                    sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+                    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+                }
+            });
+        }
+    });
+    Webhook { url, received, posts }
+}
