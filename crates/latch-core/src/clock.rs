@@ -46,6 +46,11 @@ impl Timestamp {
             Err(_) => self.0.to_string(),
         }
     }
+    /// Reads an RFC 3339 time (any offset) back, to the millisecond.
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Timestamp)
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -130,6 +135,8 @@ mod tests {
 
     #[test]
     fn rfc3339_formatting() {
+        assert_eq!(Timestamp::parse_rfc3339("2025-11-25T10:00:00.123Z"), Some(Timestamp(1_764_064_800_123)));
+        assert_eq!(Timestamp::parse_rfc3339("not a time"), None);
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp(1_764_064_800_123).to_rfc3339(), "2025-11-25T10:00:00.123Z");
     }

@@ -21,6 +21,7 @@ pub mod siem;
 pub mod ssh_ca;
 pub mod state;
 pub mod token_keys;
+pub mod ui;
 pub mod verified;
 
 use axum::Router;
@@ -130,11 +131,13 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::introspect))
         .routes(routes!(tokens::revoked))
         .routes(routes!(tokens::rotate_key))
-        .with_state(state)
+        .with_state(state.clone())
         .split_for_parts();
     let doc_json = doc.clone();
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
+        // The dashboard: HTML pages, not part of the API document.
+        .merge(ui::router().with_state(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -213,7 +213,8 @@ impl Server {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, Vec<(String, String)>, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.addr));
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
