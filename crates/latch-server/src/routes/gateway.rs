@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Caller, Ctx};
 use crate::routes::jit::refused;
-use crate::routes::recordings::{host_matches, valid_host};
+use crate::routes::recordings::{host_matches, target_and_login};
 use crate::routes::ssh::{Issue, issue_cert};
 use crate::state::AppState;
 
@@ -106,19 +106,7 @@ pub async fn authorize(
     ApiJson(req): ApiJson<AuthorizeSession>,
 ) -> ApiResult<Json<AuthorizedSession>> {
     require_gateway(&p)?;
-    let target = req.target.trim().to_ascii_lowercase();
-    if !valid_host(&target) {
-        return Err(ApiError::BadRequest(format!(
-            "target {:?} is not a host name (letters, digits, '.' and '-'; at most 253)",
-            req.target
-        )));
-    }
-    if !latch_policy::role::valid_login(&req.login) {
-        return Err(ApiError::BadRequest(format!(
-            "login {:?} is not a login name (lowercase letters, digits, _ . -; at most 32)",
-            req.login
-        )));
-    }
+    let target = target_and_login(&req.target, &req.login)?;
     let upstream = parse_user_key(&req.upstream_key).map_err(|e| ApiError::BadRequest(format!("upstream_key: {e}")))?;
     let mut details = json!({ "target": target, "login": req.login });
     let deny = |why: String| ApiError::Forbidden(format!("session to {}@{target} refused: {why}", req.login));

@@ -172,6 +172,22 @@ pub(crate) fn valid_host(s: &str) -> bool {
         && !s.starts_with(['.', '-'])
 }
 
+/// The target host (lowercased) and login of a session, checked.
+pub(crate) fn target_and_login(target: &str, login: &str) -> ApiResult<String> {
+    let host = target.trim().to_ascii_lowercase();
+    if !valid_host(&host) {
+        return Err(ApiError::BadRequest(format!(
+            "target {target:?} is not a host name (letters, digits, '.' and '-'; at most 253)"
+        )));
+    }
+    if !latch_policy::role::valid_login(login) {
+        return Err(ApiError::BadRequest(format!(
+            "login {login:?} is not a login name (lowercase letters, digits, _ . -; at most 32)"
+        )));
+    }
+    Ok(host)
+}
+
 /// `*` matches any run of characters, `?` any one.
 pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     let (p, h): (Vec<char>, Vec<char>) = (pattern.chars().collect(), host.chars().collect());
@@ -215,19 +231,7 @@ pub async fn start(
     ApiJson(req): ApiJson<StartRecording>,
 ) -> ApiResult<(StatusCode, Json<RecordingView>)> {
     latch_core::validate_name("grant id", &req.grant_id)?;
-    let target = req.target.trim().to_ascii_lowercase();
-    if !valid_host(&target) {
-        return Err(ApiError::BadRequest(format!(
-            "target {:?} is not a host name (letters, digits, '.' and '-'; at most 253)",
-            req.target
-        )));
-    }
-    if !latch_policy::role::valid_login(&req.login) {
-        return Err(ApiError::BadRequest(format!(
-            "login {:?} is not a login name (lowercase letters, digits, _ . -; at most 32)",
-            req.login
-        )));
-    }
+    let target = target_and_login(&req.target, &req.login)?;
     if req.kind != "shell" && req.kind != "exec" {
         return Err(ApiError::BadRequest(format!("kind {:?} is unknown: use shell or exec", req.kind)));
     }
