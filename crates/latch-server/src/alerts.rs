@@ -137,6 +137,7 @@ async fn recall(st: &AppState) -> Result<Memory, latch_store::StoreError> {
 async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory, latch_store::StoreError> {
     let now = st.clock.now();
     let mut found = Vec::new();
+    let start = m.cursor;
     // Events since the last round.
     loop {
         let page = st.store.list_audit(AuditQuery { since: m.cursor, limit: 1000, ..Default::default() }).await?;
@@ -166,7 +167,10 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
         tracing::warn!(rule = a.rule, user = %a.user, target = %a.target, "alert: {}", a.message);
         m.raised.insert(key, now);
     }
-    st.store.set_cursor(CURSOR, m.cursor).await?;
+    // Written only when events were read: a quiet server's store stays untouched.
+    if m.cursor != start {
+        st.store.set_cursor(CURSOR, m.cursor).await?;
+    }
     Ok(m)
 }
 
