@@ -183,6 +183,25 @@ pub trait RecordingStore: Send + Sync + 'static {
     async fn recording_chunks(&self, id: &str) -> Result<Vec<String>>;
 }
 
+/// Workload identity federation: service principals' trust in external
+/// OpenID Connect issuers, and the tokens already exchanged.
+#[async_trait]
+pub trait FederationStore: Send + Sync + 'static {
+    /// Binds service principal `sp` (name or client id) to an issuer.
+    async fn create_federation(&self, sp: &str, f: NewFederation, audit: AuditDraft) -> Result<Federation>;
+    /// The bindings of service principal `sp`, by name.
+    async fn list_federations(&self, sp: &str) -> Result<Vec<Federation>>;
+    /// Every binding that trusts `issuer` (compared exactly), of any principal.
+    async fn federations_by_issuer(&self, issuer: &str) -> Result<Vec<Federation>>;
+    async fn delete_federation(&self, sp: &str, name: &str, audit: AuditDraft) -> Result<()>;
+    /// Creates the session of a token exchange and remembers the token, in
+    /// one transaction: a token already exchanged (same issuer and jti) fails
+    /// with [`StoreError::Precondition`] and changes nothing.
+    async fn exchange(&self, session: NewSession, token: ExchangedToken, audit: AuditDraft) -> Result<Session>;
+    /// Forgets exchanged tokens that expired before `before`; returns how many.
+    async fn prune_exchanged_tokens(&self, before: Timestamp) -> Result<u64>;
+}
+
 /// Builds the audit event of a recording's end from its final totals.
 pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 
@@ -190,7 +209,7 @@ pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
 #[async_trait]
-pub trait Store: JitStore + SshStore + RecordingStore + Send + Sync + 'static {
+pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

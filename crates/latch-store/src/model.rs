@@ -71,6 +71,38 @@ pub struct NewSession {
     pub clears_failures: Option<String>,
 }
 
+/// A service principal's trust in an external OpenID Connect issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Federation {
+    pub id: String,
+    pub sp_id: String,
+    pub sp_name: String,
+    pub sp_disabled: bool,
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub conditions: Vec<latch_core::federation::Condition>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewFederation {
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub conditions: Vec<latch_core::federation::Condition>,
+}
+
+/// An external token traded for a session: remembered until `expires_at`
+/// so that it cannot be traded again.
+#[derive(Clone, Debug)]
+pub struct ExchangedToken {
+    pub issuer: String,
+    pub jti: String,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: String,

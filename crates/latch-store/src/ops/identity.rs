@@ -124,7 +124,7 @@ fn find_sp(db: &dyn Db, name_or_id: &str) -> Result<Option<ServicePrincipal>> {
     }
 }
 
-fn require_sp(db: &dyn Db, name: &str) -> Result<ServicePrincipal> {
+pub(crate) fn require_sp(db: &dyn Db, name: &str) -> Result<ServicePrincipal> {
     find_sp(db, name)?.ok_or_else(|| StoreError::not_found("service principal", name))
 }
 
@@ -251,6 +251,24 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
         .collect::<Vec<_>>();
     groups.sort();
     Ok(Some((Principal { id, name, kind, groups, mfa, session_id }, expires_at)))
+}
+
+/// Inserts a new session (the caller appends the audit event).
+pub(crate) fn insert_session(ctx: &WriteCtx<'_>, s: &NewSession) -> Result<Session> {
+    let now = ctx.now();
+    ctx.exec(
+        "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        args![s.id, s.token_hash, s.principal_id, s.principal_kind.as_str(), s.mfa, s.source, now, s.expires_at],
+    )?;
+    Ok(Session {
+        id: s.id.clone(),
+        principal_id: s.principal_id.clone(),
+        principal_kind: s.principal_kind,
+        mfa: s.mfa,
+        created_at: now,
+        expires_at: s.expires_at,
+    })
 }
 
 #[async_trait]
@@ -557,6 +575,7 @@ impl Store for SqlStore {
             let sp = require_sp(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![sp.id])?;
+            ctx.exec("DELETE FROM federations WHERE sp_id = ?1", args![sp.id])?;
             ctx.exec("DELETE FROM service_principals WHERE id = ?1", args![sp.id])?;
             ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
@@ -570,42 +589,20 @@ impl Store for SqlStore {
             if let Some(step) = totp_step {
                 // Compare-and-set: two logins racing with one code cannot both win.
                 let n = ctx.exec(
-                        "UPDATE users SET totp_last_step = ?2
+                    "UPDATE users SET totp_last_step = ?2
                          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
-                        args![s.principal_id, step],
-                    )?;
+                    args![s.principal_id, step],
+                )?;
                 if n == 0 {
                     return Err(StoreError::Precondition("this TOTP code was already used".into()));
                 }
             }
-            let now = ctx.now();
-            ctx.exec(
-                    "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    args![
-                        s.id,
-                        s.token_hash,
-                        s.principal_id,
-                        s.principal_kind.as_str(),
-                        s.mfa,
-                        s.source,
-                        now,
-                        s.expires_at.millis()
-                    ],
-                )
-                ?;
+            let session = insert_session(ctx, &s)?;
             if let Some(key) = &s.clears_failures {
                 ctx.exec("DELETE FROM login_failures WHERE key = ?1", args![key])?;
             }
             ctx.audit(audit)?;
-            Ok(Session {
-                id: s.id,
-                principal_id: s.principal_id,
-                principal_kind: s.principal_kind,
-                mfa: s.mfa,
-                created_at: now,
-                expires_at: s.expires_at,
-            })
+            Ok(session)
         })
         .await
     }
