@@ -19,6 +19,7 @@
 //! max_failures_per_identity = 5
 //! max_failures_per_source = 20
 //! failure_window = "5m"
+//! exchange_session_ttl = "15m" # sessions from token exchange (POST /v1/auth/exchange)
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
@@ -210,6 +211,7 @@ struct RawAuth {
     max_failures_per_identity: Option<usize>,
     max_failures_per_source: Option<usize>,
     failure_window: Option<String>,
+    exchange_session_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -348,7 +350,17 @@ impl Config {
                 .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
             },
+            exchange_session_ttl: dur(
+                "[auth] exchange_session_ttl",
+                &raw.auth.exchange_session_ttl,
+                d.exchange_session_ttl,
+            )?,
         };
+        if auth.exchange_session_ttl.is_zero() || auth.exchange_session_ttl > Duration::from_secs(12 * 3600) {
+            return Err(invalid(
+                "[auth] exchange_session_ttl must be more than 0 and at most 12h: it is meant to be short".into(),
+            ));
+        }
         let checkpoint_interval =
             dur("[audit] checkpoint_interval", &raw.audit.checkpoint_interval, Duration::from_secs(60))?;
         if let Some(u) = &raw.public_url

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod exchange;
+pub mod federations;
 pub mod gateway;
 pub mod groups;
 pub mod jit;
