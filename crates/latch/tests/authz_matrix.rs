@@ -88,6 +88,10 @@ const MATRIX: &[Row] = &[
     ("GET /v1/audit/key",                                     "",                                [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/login",                                   "",                                [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/sp/login",                                "",                                [A, A, A, A, A, A, A, A, A]),
+    // token exchange authenticates by the presented JWT alone (any Authorization header is
+    // ignored); the row's JWT is latch's own, whose issuer no principal is federated with: 400
+    // invalid_grant for everyone (tests/exchange.rs exchanges real ones)
+    ("POST /v1/auth/exchange",                                "",                                [P, P, P, P, P, P, P, P, P]),
     // -- one's own session --
     ("GET /v1/auth/whoami",                                   "",                                [N, A, A, A, A, A, N, N, N]),
     ("POST /v1/auth/logout",                                  "fresh-session",                   [N, A, A, A, A, A, N, N, N]),
@@ -124,6 +128,10 @@ const MATRIX: &[Row] = &[
     ("POST /v1/service-principals/{name}/rotate-secret",      "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/service-principals/{name}/disable",            "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/service-principals/{name}/enable",             "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
+    ("POST /v1/service-principals/{name}/federations",        "name=fed_sp",                     [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/service-principals/{name}/federations",         "name=fed_sp",                     [N, F, F, F, A, F, N, N, N]),
+    ("DELETE /v1/service-principals/{name}/federations/{federation}", "name=fed_sp federation=fed_name",
+                                                                                                 [N, F, F, F, A, F, N, N, N]),
     ("DELETE /v1/service-principals/{name}",                  "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     // -- audit (admins; the checkpoint key above is public) --
     ("GET /v1/audit/events",                                  "?limit=5",                        [N, F, F, F, A, F, N, N, N]),
@@ -197,6 +205,12 @@ fn body(route: &str) -> Option<&'static str> {
     Some(match route {
         "POST /v1/auth/login" => r#"{"user": "carl", "password": "<pw>"}"#,
         "POST /v1/auth/sp/login" => r#"{"client_id": "<sp_client_id>", "client_secret": "<sp_secret>"}"#,
+        "POST /v1/auth/exchange" => {
+            r#"{"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "<jwt>", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}"#
+        }
+        "POST /v1/service-principals/{name}/federations" => {
+            r#"{"name": "new-<k>", "issuer": "https://ci.example.com", "audience": "latch", "conditions": [{"claim": "repository", "equals": "org/app"}]}"#
+        }
         "POST /v1/auth/mfa/confirm" => r#"{"code": "abcdef"}"#,
         "POST /v1/sys/test/clock" => r#"{"advance": "1s"}"#,
         "POST /v1/users" | "POST /v1/groups" | "POST /v1/service-principals" => r#"{"name": "new-<k>"}"#,
@@ -376,6 +390,13 @@ fn setup() -> Fixture {
 
     // Per actor: throwaway identities, and alice's requests and grants to act on.
     for k in ACTORS {
+        // A service principal with a federation, to list, add to and remove from.
+        let sp = format!("vf-{k}");
+        call(&s, "POST", "/v1/service-principals", &admin, json!({ "name": sp }));
+        let fed = json!({ "name": "fed", "issuer": "https://ci.example.com", "audience": "latch" });
+        call(&s, "POST", &format!("/v1/service-principals/{sp}/federations"), &admin, fed);
+        res.insert(format!("fed_sp@{k}"), sp);
+        res.insert(format!("fed_name@{k}"), "fed".into());
         for (kind, path, prefix) in
             [("user", "/v1/users", "vu"), ("group", "/v1/groups", "vg"), ("sp", "/v1/service-principals", "vs")]
         {
