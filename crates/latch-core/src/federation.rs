@@ -182,10 +182,18 @@ pub fn validate_claim_name(name: &str) -> Result<(), FederationError> {
     Ok(())
 }
 
-/// Validates a binding's conditions: each well formed, at most one per
-/// claim, at most [`MAX_CONDITIONS`]. None at all is allowed (the issuer and
-/// audience then decide alone), though rarely wise for a shared CI issuer.
+/// Validates a binding's conditions: at least one, at most
+/// [`MAX_CONDITIONS`], each well formed, at most one per claim.
+///
+/// At least one, because a CI issuer is shared by everyone who uses the
+/// platform, and any of them can ask it for a token with any audience: the
+/// issuer and audience alone would let every repository in the world in.
 pub fn validate_conditions(conditions: &[Condition]) -> Result<(), FederationError> {
+    if conditions.is_empty() {
+        return err("at least one claim condition is required: the issuer is shared by everyone who uses it (every \
+             repository on a CI platform), and any of them can ask it for a token with your audience; bind the \
+             claim that names your repository or project (e.g. --claim repository=org/app, or --claim sub=…)");
+    }
     if conditions.len() > MAX_CONDITIONS {
         return err(format!("{} conditions: at most {MAX_CONDITIONS} are allowed", conditions.len()));
     }
@@ -389,6 +397,7 @@ mod tests {
             "condition 2 (ref): the claim has another",
         );
         bad((0..17).map(|i| Condition::equals(&format!("c{i}"), "x")).collect(), "at most 16");
+        bad(vec![], "at least one claim condition is required");
     }
 
     #[test]

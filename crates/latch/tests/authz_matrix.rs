@@ -393,7 +393,8 @@ fn setup() -> Fixture {
         // A service principal with a federation, to list, add to and remove from.
         let sp = format!("vf-{k}");
         call(&s, "POST", "/v1/service-principals", &admin, json!({ "name": sp }));
-        let fed = json!({ "name": "fed", "issuer": "https://ci.example.com", "audience": "latch" });
+        let fed = json!({ "name": "fed", "issuer": "https://ci.example.com", "audience": "latch",
+                          "conditions": [{ "claim": "repository", "equals": "org/app" }] });
         call(&s, "POST", &format!("/v1/service-principals/{sp}/federations"), &admin, fed);
         res.insert(format!("fed_sp@{k}"), sp);
         res.insert(format!("fed_name@{k}"), "fed".into());

@@ -511,10 +511,25 @@ fn federations_are_validated_managed_by_admins_and_scoped_to_one_principal() {
         assert_eq!(out.code, 1, "{extra:?}: {out:?}");
         assert!(out.stderr.contains(needle), "{extra:?}: {} lacks {needle:?}", out.stderr);
     }
+    let out = fed(&["--issuer", "https://ci.example.com"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("at least one claim condition is required"), "{}", out.stderr);
     let out = fed(&["--issuer", "https://ci.example.com", "--claim", "no-equals-sign"]);
     assert_eq!(out.code, 2, "{out:?}");
     // A name is unique per principal.
-    let dup = s.cli(&["sp", "federate", "deployer", "--issuer", &issuer.url, "--audience", "latch", "--name", "main"]);
+    let dup = s.cli(&[
+        "sp",
+        "federate",
+        "deployer",
+        "--issuer",
+        &issuer.url,
+        "--audience",
+        "latch",
+        "--name",
+        "main",
+        "--claim",
+        "sub=x",
+    ]);
     assert_eq!(dup.code, 1);
     assert!(dup.stderr.contains("already has a federation named \"main\""), "{}", dup.stderr);
 

@@ -34,9 +34,9 @@ pub struct CreateFederation {
     pub issuer: String,
     /// One of the token's `aud` values must be this.
     pub audience: String,
-    /// Claim conditions, all of which must hold: `{"claim": "ref", "equals":
-    /// "refs/heads/main"}` or `{"claim": "ref", "glob": "refs/tags/v*"}` (`*`:
-    /// any run of characters other than `/`).
+    /// Claim conditions, at least one, all of which must hold: `{"claim":
+    /// "ref", "equals": "refs/heads/main"}` or `{"claim": "ref", "glob":
+    /// "refs/tags/v*"}` (`*`: any run of characters other than `/`).
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub conditions: Vec<Condition>,
