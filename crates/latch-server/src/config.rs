@@ -39,6 +39,7 @@
 //! user_denies = 5             # denies of one user within 5 minutes
 //! cooldown = "1h"             # the same alert (rule, user, target) at most once per cooldown
 //!
+//! [[oidc]]                    # identity providers people sign in with: see `oidc_providers`
 //! [[siem]]                    # continuous audit export; as many as needed
 //! name = "soc"                # names the sink's cursor
 //! kind = "syslog-tcp"         # jsonl | ocsf | syslog-tcp | syslog-udp | webhook | ocsf-webhook
@@ -100,6 +101,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     siem: Vec<RawSiem>,
+    #[serde(default)]
+    oidc: Vec<crate::oidc_providers::RawProvider>,
     #[serde(default)]
     alerts: RawAlerts,
 }
@@ -274,6 +277,8 @@ pub struct Config {
     /// Where the audit log is continuously exported.
     pub siem: Vec<crate::siem::SiemSink>,
     pub alerts: crate::alerts::AlertSettings,
+    /// OpenID Connect providers people sign in with.
+    pub oidc: Vec<crate::oidc_providers::OidcProvider>,
 }
 
 impl Config {
@@ -411,7 +416,10 @@ impl Config {
             user_denies: raw.alerts.user_denies.filter(|n| *n > 0).unwrap_or(ad.user_denies),
             cooldown: dur("[alerts] cooldown", &raw.alerts.cooldown, ad.cooldown)?,
         };
+        let oidc =
+            crate::oidc_providers::validate(raw.oidc, path.parent().unwrap_or(Path::new("."))).map_err(invalid)?;
         Ok(Config {
+            oidc,
             storage,
             siem,
             alerts,

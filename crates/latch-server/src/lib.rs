@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
+pub mod oidc_providers;
 pub mod routes;
 pub mod serve;
 pub mod siem;

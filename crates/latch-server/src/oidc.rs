@@ -41,6 +41,13 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads a JSON document over HTTP(S). Blocking; run off the async workers.
 pub trait Fetch: Send + Sync + 'static {
     fn get_json(&self, url: &str) -> Result<Value, String>;
+
+    /// POSTs a form (with HTTP Basic client authentication when given) and
+    /// returns the status and the JSON answer, as a token endpoint gives it.
+    fn post_form(&self, url: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Result<(u16, Value), String> {
+        let _ = (url, form, basic);
+        Err("this fetcher cannot POST".into())
+    }
 }
 
 /// [`Fetch`] with `ureq`: https, or http to loopback only; no redirects.
@@ -93,6 +100,40 @@ impl Fetch for HttpFetch {
             .map_err(|e| format!("GET {url}: cannot read the body: {e}"))?;
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
     }
+
+    fn post_form(&self, url: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Result<(u16, Value), String> {
+        fetchable("URL", url)?;
+        let mut req = self.agent.post(url).header("Accept", "application/json");
+        if let Some((user, password)) = basic {
+            // RFC 6749 2.3.1: both parts form-encoded before Basic encoding.
+            let pair = format!("{}:{}", form_encode(user), form_encode(password));
+            req = req.header("Authorization", format!("Basic {}", data_encoding::BASE64.encode(pair.as_bytes())));
+        }
+        let mut resp = req.send_form(form.iter().copied()).map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+            .map_err(|e| format!("POST {url}: cannot read the body: {e}"))?;
+        let v =
+            serde_json::from_slice(&body).map_err(|e| format!("POST {url} answered HTTP {status}, not JSON: {e}"))?;
+        Ok((status, v))
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Why no key could be had.
@@ -119,9 +160,18 @@ fn unknown_kid_message(kid: &str, refetched: bool) -> String {
     }
 }
 
+/// What latch uses of an issuer's discovery document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Discovery {
+    pub jwks_uri: String,
+    /// For people's sign-in (authorization code flow); absent for a CI issuer.
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+}
+
 #[derive(Default)]
 struct Entry {
-    jwks_uri: Option<String>,
+    discovery: Option<Discovery>,
     discovered_at: Option<Timestamp>,
     keys: Vec<Jwk>,
     /// Last successful JWKS fetch.
@@ -172,7 +222,7 @@ impl IssuerKeys {
     /// they are missing, older than [`MAX_AGE`], or lack `kid` (rate-limited).
     pub async fn key(&self, issuer: &str, kid: &str, now: Timestamp) -> Result<Jwk, KeyError> {
         let unavailable = |detail: String| KeyError::Unavailable { issuer: issuer.to_string(), detail };
-        let jwks_uri = {
+        let known = {
             let mut map = self.lock();
             let e = map.entry(issuer.to_string()).or_default();
             let fresh = !after(e.fetched_at, MAX_AGE, now);
@@ -189,21 +239,21 @@ impl IssuerKeys {
             // Claimed under the lock: concurrent requests do not fetch too.
             e.attempted_at = Some(now);
             e.fetches += 1;
-            e.jwks_uri.clone().filter(|_| !after(e.discovered_at, MAX_AGE, now))
+            e.discovery.clone().filter(|_| !after(e.discovered_at, MAX_AGE, now))
         };
         let fetch = self.fetch.clone();
         let iss = issuer.to_string();
-        let fetched = tokio::task::spawn_blocking(move || fetch_keys(fetch.as_ref(), &iss, jwks_uri))
+        let fetched = tokio::task::spawn_blocking(move || fetch_keys(fetch.as_ref(), &iss, known))
             .await
             .map_err(|e| unavailable(format!("the fetch task failed: {e}")));
         let mut map = self.lock();
         let e = map.entry(issuer.to_string()).or_default();
         match fetched.and_then(|r| r.map_err(unavailable)) {
-            Ok((uri, keys)) => {
-                if e.jwks_uri.as_deref() != Some(uri.as_str()) || after(e.discovered_at, MAX_AGE, now) {
+            Ok((discovery, keys)) => {
+                if e.discovery.as_ref() != Some(&discovery) || after(e.discovered_at, MAX_AGE, now) {
                     e.discovered_at = Some(now);
                 }
-                e.jwks_uri = Some(uri);
+                e.discovery = Some(discovery);
                 e.keys = keys;
                 e.fetched_at = Some(now);
                 e.last_error = None;
@@ -224,13 +274,14 @@ impl IssuerKeys {
     }
 }
 
-/// Discovery (unless `jwks_uri` is known and fresh), then the JWKS.
-fn fetch_keys(fetch: &dyn Fetch, issuer: &str, jwks_uri: Option<String>) -> Result<(String, Vec<Jwk>), String> {
-    let uri = match jwks_uri {
-        Some(u) => u,
+/// Discovery (unless it is known and fresh), then the JWKS.
+fn fetch_keys(fetch: &dyn Fetch, issuer: &str, known: Option<Discovery>) -> Result<(Discovery, Vec<Jwk>), String> {
+    let discovery = match known {
+        Some(d) => d,
         None => discover(fetch, issuer)?,
     };
-    let doc = fetch.get_json(&uri)?;
+    let uri = &discovery.jwks_uri;
+    let doc = fetch.get_json(uri)?;
     let (keys, skipped) = parse_jwks(&doc).map_err(|e| format!("{uri}: {e}"))?;
     for s in &skipped {
         tracing::warn!(issuer = %issuer, jwks_uri = %uri, "skipped a JWKS key: {s}");
@@ -238,19 +289,76 @@ fn fetch_keys(fetch: &dyn Fetch, issuer: &str, jwks_uri: Option<String>) -> Resu
     if keys.is_empty() {
         return Err(format!("{uri} has no RS256, ES256 or EdDSA signing key"));
     }
-    Ok((uri, keys))
+    Ok((discovery, keys))
 }
 
-/// The `jwks_uri` of `issuer`'s discovery document, which must name `issuer`.
-fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<String, String> {
+/// `issuer`'s discovery document, which must name `issuer` exactly; every
+/// endpoint in it must be fetchable.
+fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<Discovery, String> {
     let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
     let doc = fetch.get_json(&url)?;
     if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
         return Err(format!("{url} names issuer {}, not {issuer:?}", doc.get("issuer").unwrap_or(&Value::Null)));
     }
-    let uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| format!("{url} has no jwks_uri"))?;
-    fetchable("jwks_uri", uri)?;
-    Ok(uri.to_string())
+    let endpoint = |name: &str| -> Result<Option<String>, String> {
+        match doc.get(name).and_then(Value::as_str) {
+            Some(u) => fetchable(name, u).map(|()| Some(u.to_string())),
+            None => Ok(None),
+        }
+    };
+    let jwks_uri = endpoint("jwks_uri")?.ok_or_else(|| format!("{url} has no jwks_uri"))?;
+    Ok(Discovery {
+        jwks_uri,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
+        token_endpoint: endpoint("token_endpoint")?,
+    })
+}
+
+impl IssuerKeys {
+    /// `issuer`'s discovery document (cached like its keys, for [`MAX_AGE`]).
+    pub async fn discovery(&self, issuer: &str, now: Timestamp) -> Result<Discovery, KeyError> {
+        {
+            let map = self.lock();
+            if let Some(e) = map.get(issuer)
+                && let Some(d) = e.discovery.clone().filter(|_| !after(e.discovered_at, MAX_AGE, now))
+            {
+                return Ok(d);
+            }
+        }
+        let fetch = self.fetch.clone();
+        let iss = issuer.to_string();
+        let found = tokio::task::spawn_blocking(move || discover(fetch.as_ref(), &iss))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        match found {
+            Ok(d) => {
+                let mut map = self.lock();
+                let e = map.entry(issuer.to_string()).or_default();
+                e.discovery = Some(d.clone());
+                e.discovered_at = Some(now);
+                Ok(d)
+            }
+            Err(detail) => Err(KeyError::Unavailable { issuer: issuer.to_string(), detail }),
+        }
+    }
+
+    /// POSTs `form` to `url` off the async workers (a token endpoint).
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: Vec<(String, String)>,
+        basic: Option<(String, String)>,
+    ) -> Result<(u16, Value), String> {
+        let fetch = self.fetch.clone();
+        let url = url.to_string();
+        tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fetch.post_form(&url, &pairs, basic.as_ref().map(|(u, p)| (u.as_str(), p.as_str())))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,8 @@ pub struct Inner {
     pub metrics_settings: MetricsSettings,
     /// Signing keys of trusted external OpenID Connect issuers.
     pub oidc_keys: Arc<crate::oidc::IssuerKeys>,
+    /// Identity providers people sign in with.
+    pub oidc_providers: Vec<crate::oidc_providers::OidcProvider>,
 }
 
 #[derive(Clone)]

@@ -202,6 +202,30 @@ pub trait FederationStore: Send + Sync + 'static {
     async fn prune_exchanged_tokens(&self, before: Timestamp) -> Result<u64>;
 }
 
+/// People's sign-in through OpenID Connect providers.
+#[async_trait]
+pub trait OidcStore: Send + Sync + 'static {
+    /// Stores a pending sign-in (and forgets expired ones).
+    async fn begin_oidc_login(&self, login: PendingOidcLogin) -> Result<()>;
+    /// Takes (removes) the pending sign-in of `state`: each is used once.
+    async fn take_oidc_login(&self, state: &str) -> Result<Option<PendingOidcLogin>>;
+    /// Resolves the external identity to its user — provisioning the user
+    /// (no password) and linking it on a first sign-in, refusing a name that
+    /// a local or differently linked user already has — syncs the managed
+    /// groups, and opens the session, with the event `audit` builds from what
+    /// changed, in one transaction. A disabled user fails with
+    /// [`StoreError::Precondition`].
+    async fn oidc_sign_in(
+        &self,
+        who: OidcSignIn,
+        session: NewSession,
+        audit: OidcSignInAudit,
+    ) -> Result<(OidcSignInOutcome, Session)>;
+}
+
+/// Builds the audit event of an OIDC sign-in from what it changed.
+pub type OidcSignInAudit = Box<dyn FnOnce(&OidcSignInOutcome) -> AuditDraft + Send>;
+
 /// Builds the audit event of a recording's end from its final totals.
 pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 
@@ -209,7 +233,7 @@ pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
 #[async_trait]
-pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + Send + Sync + 'static {
+pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + OidcStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

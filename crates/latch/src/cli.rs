@@ -217,6 +217,9 @@ pub struct ServerArgs {
     /// Dev mode: a request pending longer than this raises an alert.
     #[arg(long, default_value = "1h", requires = "dev")]
     pub approval_sla: String,
+    /// Dev mode: OpenID Connect providers people sign in with, from a TOML file of [[oidc]] entries.
+    #[arg(long, value_name = "FILE", requires = "dev")]
+    pub oidc: Option<PathBuf>,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,

@@ -86,7 +86,7 @@ pub(crate) fn checkpoint_from_row(r: &Row) -> Result<Checkpoint> {
     })
 }
 
-fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
+pub(crate) fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
     map_rows(
         db,
         "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
@@ -96,7 +96,7 @@ fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
     )
 }
 
-fn find_user(db: &dyn Db, name: &str) -> Result<Option<User>> {
+pub(crate) fn find_user(db: &dyn Db, name: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?1");
     let user = map_opt(db, &sql, args![name], user_from_row)?;
     match user {
@@ -330,6 +330,7 @@ impl Store for SqlStore {
             let user = require_user(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![user.id])?;
+            ctx.exec("DELETE FROM external_identities WHERE user_id = ?1", args![user.id])?;
             ctx.exec("DELETE FROM users WHERE id = ?1", args![user.id])?;
             ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;

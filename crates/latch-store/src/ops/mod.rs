@@ -3,6 +3,7 @@
 mod federation;
 pub(crate) mod identity;
 mod jit;
+mod oidc;
 mod recordings;
 pub(crate) mod ssh;
 mod stats;
