@@ -39,8 +39,8 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::extract::RequestId;
 use crate::routes::{
-    audit, auth, exchange, federations, gateway, groups, jit, metrics as metrics_route, policy, recordings, sps, ssh,
-    sys, tokens, users,
+    audit, auth, exchange, federations, gateway, groups, jit, metrics as metrics_route, oidc_login, policy, recordings,
+    sps, ssh, sys, tokens, users,
 };
 use crate::state::AppState;
 
@@ -77,6 +77,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::login))
         .routes(routes!(auth::sp_login))
         .routes(routes!(exchange::exchange))
+        .routes(routes!(oidc_login::providers))
+        .routes(routes!(oidc_login::start))
+        .routes(routes!(oidc_login::callback))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
         .routes(routes!(auth::mfa_enroll))

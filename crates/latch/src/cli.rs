@@ -308,8 +308,15 @@ pub enum OperatorCmd {
 #[derive(Args)]
 pub struct LoginArgs {
     /// User name.
-    #[arg(long, conflicts_with = "sp", required_unless_present = "sp")]
+    #[arg(long, conflicts_with = "sp", required_unless_present_any = ["sp", "oidc"])]
     pub user: Option<String>,
+    /// Sign in through this OpenID Connect provider instead: latch prints a
+    /// URL to open in a browser and waits on a loopback port for the answer.
+    #[arg(long, value_name = "PROVIDER", conflicts_with_all = ["user", "sp", "password_stdin", "totp"])]
+    pub oidc: Option<String>,
+    /// With --oidc: give up waiting for the browser after this long.
+    #[arg(long, default_value = "5m", requires = "oidc")]
+    pub timeout: String,
     /// Service principal client id; the secret is read from stdin.
     #[arg(long)]
     pub sp: Option<String>,

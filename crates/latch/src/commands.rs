@@ -48,6 +48,12 @@ fn read_secret_line(what: &str) -> anyhow::Result<String> {
 }
 
 fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
+    if let Some(provider) = &a.oidc {
+        let limit = latch_core::parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
+        let v = crate::oidc_cmd::login(c, provider, limit)?;
+        print_session(g, &v);
+        return Ok(());
+    }
     if !a.password_stdin {
         return Err(UsageError("pass --password-stdin and pipe the password (or client secret) in".into()).into());
     }
@@ -67,11 +73,15 @@ fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
         }
         _ => return Err(UsageError("give exactly one of --user NAME or --sp CLIENT_ID".into()).into()),
     };
-    emit(g, &v, |v| {
+    print_session(g, &v);
+    Ok(())
+}
+
+fn print_session(g: &Global, v: &Value) {
+    emit(g, v, |v| {
         println!("LATCH_TOKEN={}", s(v, "token"));
         eprintln!("logged in as {} {} until {} (mfa: {})", s(v, "kind"), s(v, "name"), s(v, "expires_at"), s(v, "mfa"));
     });
-    Ok(())
 }
 
 fn mfa(c: &Client, g: &Global, m: MfaCmd) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ mod commands;
 mod exchange_cmd;
 mod gateway_cmd;
 mod jit_cmd;
+mod oidc_cmd;
 mod out;
 mod server_cmd;
 mod sessions_cmd;

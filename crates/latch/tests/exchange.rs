@@ -42,7 +42,10 @@ impl Issuer {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        // Keep reading: a closed pipe would kill the issuer at its next write.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let url = line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("issuer said {line:?}")).to_string();
         Issuer { child, url }
     }

@@ -211,6 +211,9 @@ fn openapi_documents_every_route() {
         "POST /v1/auth/login",
         "POST /v1/auth/sp/login",
         "POST /v1/auth/exchange",
+        "GET /v1/auth/oidc",
+        "POST /v1/auth/oidc/{provider}/start",
+        "POST /v1/auth/oidc/{provider}/callback",
         "POST /v1/auth/logout",
         "GET /v1/auth/whoami",
         "POST /v1/auth/mfa/enroll",
@@ -277,7 +280,8 @@ fn openapi_documents_every_route() {
             .replace("{id}", "nothing")
             .replace("{kind}", "user")
             .replace("{member}", "nobody")
-            .replace("{federation}", "nothing");
+            .replace("{federation}", "nothing")
+            .replace("{provider}", "nothing");
         let (_, _, text) = s.http_raw(m, &path, None, None, &[]);
         assert!(!text.contains("no route for"), "{route} is documented but not served");
     }

@@ -135,13 +135,13 @@ impl Refusal {
 }
 
 /// Caller-controlled text, made safe and short for messages and audit events.
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     let short: String = s.chars().filter(|c| !c.is_control()).take(200).collect();
     if short.len() < s.len() { format!("{short}…") } else { short }
 }
 
 /// A NumericDate claim: absent, or seconds since the epoch.
-fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -153,12 +153,12 @@ fn numeric(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Strin
     }
 }
 
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     Timestamp(secs.saturating_mul(1000)).to_rfc3339()
 }
 
 /// The token's audiences: `aud` as a string or an array of strings.
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, String> {
+pub(crate) fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, String> {
     match claims.get("aud") {
         Some(Value::String(a)) => Ok(vec![a.clone()]),
         Some(Value::Array(items)) => items

@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod groups;
 pub mod jit;
 pub mod metrics;
+pub mod oidc_login;
 pub mod policy;
 pub mod recordings;
 pub mod sps;

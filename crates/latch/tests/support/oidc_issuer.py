@@ -89,6 +89,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, {
                     "issuer": issuer,
                     "jwks_uri": issuer + "/jwks",
+                    # Named so that people's sign-in can be started against this
+                    # issuer (tests/authz_matrix.rs); not served.
+                    "authorization_endpoint": issuer + "/authorize",
+                    "token_endpoint": issuer + "/token",
                     "response_types_supported": ["id_token"],
                     "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": list(PREFIX),
