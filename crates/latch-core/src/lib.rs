@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod duration;
+pub mod federation;
 pub mod histogram;
 pub mod jit;
 pub mod name;

@@ -9,6 +9,7 @@
 //! Keys come in as bytes: this crate does no file or network IO.
 #![forbid(unsafe_code)]
 
+pub mod jose;
 pub mod jwt;
 pub mod keys;
 pub mod password;

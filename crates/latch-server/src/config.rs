@@ -19,6 +19,7 @@
 //! max_failures_per_identity = 5
 //! max_failures_per_source = 20
 //! failure_window = "5m"
+//! exchange_session_ttl = "15m" # sessions from token exchange (POST /v1/auth/exchange)
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
@@ -38,6 +39,7 @@
 //! user_denies = 5             # denies of one user within 5 minutes
 //! cooldown = "1h"             # the same alert (rule, user, target) at most once per cooldown
 //!
+//! [[oidc]]                    # identity providers people sign in with: see `oidc_providers`
 //! [[siem]]                    # continuous audit export; as many as needed
 //! name = "soc"                # names the sink's cursor
 //! kind = "syslog-tcp"         # jsonl | ocsf | syslog-tcp | syslog-udp | webhook | ocsf-webhook
@@ -99,6 +101,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     siem: Vec<RawSiem>,
+    #[serde(default)]
+    oidc: Vec<crate::oidc_providers::RawProvider>,
     #[serde(default)]
     alerts: RawAlerts,
 }
@@ -210,6 +214,7 @@ struct RawAuth {
     max_failures_per_identity: Option<usize>,
     max_failures_per_source: Option<usize>,
     failure_window: Option<String>,
+    exchange_session_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +277,8 @@ pub struct Config {
     /// Where the audit log is continuously exported.
     pub siem: Vec<crate::siem::SiemSink>,
     pub alerts: crate::alerts::AlertSettings,
+    /// OpenID Connect providers people sign in with.
+    pub oidc: Vec<crate::oidc_providers::OidcProvider>,
 }
 
 impl Config {
@@ -348,7 +355,17 @@ impl Config {
                 .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
             },
+            exchange_session_ttl: dur(
+                "[auth] exchange_session_ttl",
+                &raw.auth.exchange_session_ttl,
+                d.exchange_session_ttl,
+            )?,
         };
+        if auth.exchange_session_ttl.is_zero() || auth.exchange_session_ttl > Duration::from_secs(12 * 3600) {
+            return Err(invalid(
+                "[auth] exchange_session_ttl must be more than 0 and at most 12h: it is meant to be short".into(),
+            ));
+        }
         let checkpoint_interval =
             dur("[audit] checkpoint_interval", &raw.audit.checkpoint_interval, Duration::from_secs(60))?;
         if let Some(u) = &raw.public_url
@@ -399,7 +416,10 @@ impl Config {
             user_denies: raw.alerts.user_denies.filter(|n| *n > 0).unwrap_or(ad.user_denies),
             cooldown: dur("[alerts] cooldown", &raw.alerts.cooldown, ad.cooldown)?,
         };
+        let oidc =
+            crate::oidc_providers::validate(raw.oidc, path.parent().unwrap_or(Path::new("."))).map_err(invalid)?;
         Ok(Config {
+            oidc,
             storage,
             siem,
             alerts,

@@ -17,6 +17,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// A refused token exchange (RFC 6749 `invalid_grant`): the presented
+    /// token failed a check, which the message names.
+    #[error("{0}")]
+    InvalidGrant(String),
     #[error("{0}")]
     MfaRequired(String),
     #[error("{0}")]
@@ -57,7 +61,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidGrant(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) | ApiError::MfaRequired(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -74,6 +78,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::InvalidGrant(_) => "invalid_grant",
             ApiError::MfaRequired(_) => "mfa_required",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",

@@ -35,6 +35,7 @@ pub async fn sweeper(st: AppState) {
         ticks += 1;
         if ticks % 120 == 1 {
             prune_login_failures(&st).await;
+            prune_exchanged_tokens(&st).await;
         }
         let expire = Box::new(|g: &latch_store::Grant| {
             AuditDraft::new("system", "grant.expire", format!("grant:{}", g.id)).details(json!({
@@ -63,6 +64,14 @@ async fn prune_login_failures(st: &AppState) {
     let before = st.clock.now().minus(keep);
     if let Err(e) = st.store.prune_login_failures(before).await {
         tracing::warn!(error = %e, "cannot prune failed-login records");
+    }
+}
+
+/// Forgets exchanged tokens that have expired: they can no longer be
+/// presented, so there is nothing left to refuse a replay of.
+async fn prune_exchanged_tokens(st: &AppState) {
+    if let Err(e) = st.store.prune_exchanged_tokens(st.clock.now()).await {
+        tracing::warn!(error = %e, "cannot prune exchanged-token records");
     }
 }
 

@@ -15,6 +15,8 @@ pub mod extract;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod oidc;
+pub mod oidc_providers;
 pub mod routes;
 pub mod serve;
 pub mod siem;
@@ -37,7 +39,8 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::extract::RequestId;
 use crate::routes::{
-    audit, auth, gateway, groups, jit, metrics as metrics_route, policy, recordings, sps, ssh, sys, tokens, users,
+    audit, auth, exchange, federations, gateway, groups, jit, metrics as metrics_route, oidc_login, policy, recordings,
+    sps, ssh, sys, tokens, users,
 };
 use crate::state::AppState;
 
@@ -73,6 +76,10 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(sys::advance_clock))
         .routes(routes!(auth::login))
         .routes(routes!(auth::sp_login))
+        .routes(routes!(exchange::exchange))
+        .routes(routes!(oidc_login::providers))
+        .routes(routes!(oidc_login::start))
+        .routes(routes!(oidc_login::callback))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
         .routes(routes!(auth::mfa_enroll))
@@ -92,6 +99,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(sps::rotate_secret))
         .routes(routes!(sps::disable))
         .routes(routes!(sps::enable))
+        .routes(routes!(federations::create, federations::list))
+        .routes(routes!(federations::delete))
         .routes(routes!(audit::events))
         .routes(routes!(audit::checkpoints))
         .routes(routes!(audit::key))

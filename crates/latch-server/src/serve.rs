@@ -118,6 +118,8 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         ssh_ca,
         metrics: Arc::new(crate::metrics::Metrics::new(sql_store.audit_latency(), clock.now())),
         metrics_settings: cfg.metrics.clone(),
+        oidc_keys: Arc::new(crate::oidc::IssuerKeys::new(Arc::new(crate::oidc::HttpFetch::new()))),
+        oidc_providers: cfg.oidc.clone(),
     }));
 
     store

@@ -19,6 +19,8 @@ pub struct AuthSettings {
     pub sp_session_ttl: Duration,
     pub per_identity: Limit,
     pub per_source: Limit,
+    /// Lifetime of a session from token exchange (workload identity).
+    pub exchange_session_ttl: Duration,
 }
 
 impl Default for AuthSettings {
@@ -28,6 +30,7 @@ impl Default for AuthSettings {
             sp_session_ttl: Duration::from_secs(3600),
             per_identity: Limit { max_failures: 5, window: Duration::from_secs(300) },
             per_source: Limit { max_failures: 20, window: Duration::from_secs(300) },
+            exchange_session_ttl: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -90,6 +93,10 @@ pub struct Inner {
     /// This node's counters and histograms, served at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     pub metrics_settings: MetricsSettings,
+    /// Signing keys of trusted external OpenID Connect issuers.
+    pub oidc_keys: Arc<crate::oidc::IssuerKeys>,
+    /// Identity providers people sign in with.
+    pub oidc_providers: Vec<crate::oidc_providers::OidcProvider>,
 }
 
 #[derive(Clone)]

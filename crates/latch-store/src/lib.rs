@@ -183,6 +183,49 @@ pub trait RecordingStore: Send + Sync + 'static {
     async fn recording_chunks(&self, id: &str) -> Result<Vec<String>>;
 }
 
+/// Workload identity federation: service principals' trust in external
+/// OpenID Connect issuers, and the tokens already exchanged.
+#[async_trait]
+pub trait FederationStore: Send + Sync + 'static {
+    /// Binds service principal `sp` (name or client id) to an issuer.
+    async fn create_federation(&self, sp: &str, f: NewFederation, audit: AuditDraft) -> Result<Federation>;
+    /// The bindings of service principal `sp`, by name.
+    async fn list_federations(&self, sp: &str) -> Result<Vec<Federation>>;
+    /// Every binding that trusts `issuer` (compared exactly), of any principal.
+    async fn federations_by_issuer(&self, issuer: &str) -> Result<Vec<Federation>>;
+    async fn delete_federation(&self, sp: &str, name: &str, audit: AuditDraft) -> Result<()>;
+    /// Creates the session of a token exchange and remembers the token, in
+    /// one transaction: a token already exchanged (same issuer and jti) fails
+    /// with [`StoreError::Precondition`] and changes nothing.
+    async fn exchange(&self, session: NewSession, token: ExchangedToken, audit: AuditDraft) -> Result<Session>;
+    /// Forgets exchanged tokens that expired before `before`; returns how many.
+    async fn prune_exchanged_tokens(&self, before: Timestamp) -> Result<u64>;
+}
+
+/// People's sign-in through OpenID Connect providers.
+#[async_trait]
+pub trait OidcStore: Send + Sync + 'static {
+    /// Stores a pending sign-in (and forgets expired ones).
+    async fn begin_oidc_login(&self, login: PendingOidcLogin) -> Result<()>;
+    /// Takes (removes) the pending sign-in of `state`: each is used once.
+    async fn take_oidc_login(&self, state: &str) -> Result<Option<PendingOidcLogin>>;
+    /// Resolves the external identity to its user — provisioning the user
+    /// (no password) and linking it on a first sign-in, refusing a name that
+    /// a local or differently linked user already has — syncs the managed
+    /// groups, and opens the session, with the event `audit` builds from what
+    /// changed, in one transaction. A disabled user fails with
+    /// [`StoreError::Precondition`].
+    async fn oidc_sign_in(
+        &self,
+        who: OidcSignIn,
+        session: NewSession,
+        audit: OidcSignInAudit,
+    ) -> Result<(OidcSignInOutcome, Session)>;
+}
+
+/// Builds the audit event of an OIDC sign-in from what it changed.
+pub type OidcSignInAudit = Box<dyn FnOnce(&OidcSignInOutcome) -> AuditDraft + Send>;
+
 /// Builds the audit event of a recording's end from its final totals.
 pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 
@@ -190,7 +233,7 @@ pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
 #[async_trait]
-pub trait Store: JitStore + SshStore + RecordingStore + Send + Sync + 'static {
+pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + OidcStore + Send + Sync + 'static {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

@@ -14,9 +14,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "cluster", sql: include_str!("../migrations/0003_cluster.sql") },
     Migration { version: 4, name: "ssh", sql: include_str!("../migrations/0004_ssh.sql") },
     Migration { version: 5, name: "recordings", sql: include_str!("../migrations/0005_recordings.sql") },
+    Migration { version: 6, name: "federation", sql: include_str!("../migrations/0006_federation.sql") },
+    Migration { version: 7, name: "oidc_login", sql: include_str!("../migrations/0007_oidc_login.sql") },
 ];
 
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 7;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

@@ -71,6 +71,74 @@ pub struct NewSession {
     pub clears_failures: Option<String>,
 }
 
+/// A service principal's trust in an external OpenID Connect issuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Federation {
+    pub id: String,
+    pub sp_id: String,
+    pub sp_name: String,
+    pub sp_disabled: bool,
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub conditions: Vec<latch_core::federation::Condition>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewFederation {
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub conditions: Vec<latch_core::federation::Condition>,
+}
+
+/// An external token traded for a session: remembered until `expires_at`
+/// so that it cannot be traded again.
+#[derive(Clone, Debug)]
+pub struct ExchangedToken {
+    pub issuer: String,
+    pub jti: String,
+    pub expires_at: Timestamp,
+}
+
+/// A sign-in through an OIDC provider, between start and callback.
+#[derive(Clone, Debug)]
+pub struct PendingOidcLogin {
+    pub state: String,
+    pub provider: String,
+    pub nonce: String,
+    pub code_verifier: String,
+    pub redirect_uri: String,
+    pub expires_at: Timestamp,
+}
+
+/// Who an OIDC provider says signed in, and the groups it asserts.
+#[derive(Clone, Debug)]
+pub struct OidcSignIn {
+    pub provider: String,
+    pub subject: String,
+    /// The latch user name, for a first sign-in.
+    pub username: String,
+    /// The latch groups (among `managed`) the user must be in.
+    pub member_of: Vec<String>,
+    /// The latch groups the provider's mapping decides; others are left alone.
+    pub managed: Vec<String>,
+}
+
+/// What a sign-in changed.
+#[derive(Clone, Debug, Default)]
+pub struct OidcSignInOutcome {
+    pub user_id: String,
+    pub user_name: String,
+    pub provisioned: bool,
+    pub groups_added: Vec<String>,
+    pub groups_removed: Vec<String>,
+    /// Mapped groups that do not exist in latch (nothing to add to).
+    pub groups_missing: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Session {
     pub id: String,

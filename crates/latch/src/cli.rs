@@ -48,6 +48,9 @@ pub enum Command {
     Ssh(SshCmd),
     /// Log in and print a session token as LATCH_TOKEN=….
     Login(LoginArgs),
+    /// Trade an external OIDC token (a CI job's) for a latch session and, with
+    /// --role, for a latch token under an auto-approved grant, in one step.
+    Exchange(ExchangeArgs),
     /// Revoke the current session token.
     Logout,
     /// Show who the current token belongs to.
@@ -214,6 +217,9 @@ pub struct ServerArgs {
     /// Dev mode: a request pending longer than this raises an alert.
     #[arg(long, default_value = "1h", requires = "dev")]
     pub approval_sla: String,
+    /// Dev mode: OpenID Connect providers people sign in with, from a TOML file of [[oidc]] entries.
+    #[arg(long, value_name = "FILE", requires = "dev")]
+    pub oidc: Option<PathBuf>,
     /// Dev mode: keep state in PostgreSQL (postgres://…) instead of SQLite in the data directory.
     #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…", requires = "dev")]
     pub storage: Option<String>,
@@ -302,8 +308,15 @@ pub enum OperatorCmd {
 #[derive(Args)]
 pub struct LoginArgs {
     /// User name.
-    #[arg(long, conflicts_with = "sp", required_unless_present = "sp")]
+    #[arg(long, conflicts_with = "sp", required_unless_present_any = ["sp", "oidc"])]
     pub user: Option<String>,
+    /// Sign in through this OpenID Connect provider instead: latch prints a
+    /// URL to open in a browser and waits on a loopback port for the answer.
+    #[arg(long, value_name = "PROVIDER", conflicts_with_all = ["user", "sp", "password_stdin", "totp"])]
+    pub oidc: Option<String>,
+    /// With --oidc: give up waiting for the browser after this long.
+    #[arg(long, default_value = "5m", requires = "oidc")]
+    pub timeout: String,
     /// Service principal client id; the secret is read from stdin.
     #[arg(long)]
     pub sp: Option<String>,
@@ -313,6 +326,32 @@ pub struct LoginArgs {
     /// Current TOTP code, when MFA is enrolled.
     #[arg(long)]
     pub totp: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ExchangeArgs {
+    /// File holding the external JWT, e.g. the CI job's OIDC ID token (`-`: stdin).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// Request this role (policy must auto-approve it for the service
+    /// principal) and print a signed latch token under the grant. Without
+    /// it, print the session token as LATCH_TOKEN=….
+    #[arg(long)]
+    pub role: Option<String>,
+    /// How long the grant (and the token) should last, e.g. 15m (the role's default when omitted).
+    #[arg(long = "for", requires = "role")]
+    pub duration: Option<String>,
+    /// Reason recorded with the request.
+    #[arg(long, default_value = "latch exchange", requires = "role")]
+    pub reason: String,
+    #[arg(long, default_value = "", requires = "role")]
+    pub ticket: String,
+    /// Audience of the latch token: one of the role's (its first when omitted).
+    #[arg(long, requires = "role")]
+    pub audience: Option<String>,
+    /// The service principal to become, when the token satisfies federations of several.
+    #[arg(long)]
+    pub sp: Option<String>,
 }
 
 #[derive(Args)]
@@ -463,6 +502,38 @@ pub enum SpCmd {
     },
     Delete {
         name: String,
+    },
+    /// Trust an external OIDC issuer (a CI system) to vouch for this service
+    /// principal: a token from ISSUER for AUDIENCE whose claims meet every
+    /// condition can be exchanged for its session (`latch exchange`).
+    Federate {
+        name: String,
+        /// The issuer URL, exactly as in the tokens' iss (https; http only for loopback).
+        #[arg(long)]
+        issuer: String,
+        /// The audience the tokens must carry (their aud).
+        #[arg(long)]
+        audience: String,
+        /// The claim must be exactly VALUE, e.g. repository=org/app (repeatable; all must hold).
+        #[arg(long = "claim", value_name = "CLAIM=VALUE")]
+        claims: Vec<String>,
+        /// The claim must match PATTERN, where * is any run of characters other than /,
+        /// e.g. ref=refs/tags/v* (repeatable).
+        #[arg(long = "claim-glob", value_name = "CLAIM=PATTERN")]
+        globs: Vec<String>,
+        /// Name of this federation (a principal may have several).
+        #[arg(long = "name", default_value = "default")]
+        federation: String,
+    },
+    /// List a service principal's federations.
+    Federations {
+        name: String,
+    },
+    /// Remove a federation: its tokens are no longer exchanged.
+    Unfederate {
+        name: String,
+        #[arg(long = "name", default_value = "default")]
+        federation: String,
     },
 }
 

@@ -48,6 +48,12 @@ fn read_secret_line(what: &str) -> anyhow::Result<String> {
 }
 
 fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
+    if let Some(provider) = &a.oidc {
+        let limit = latch_core::parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
+        let v = crate::oidc_cmd::login(c, provider, limit)?;
+        print_session(g, &v);
+        return Ok(());
+    }
     if !a.password_stdin {
         return Err(UsageError("pass --password-stdin and pipe the password (or client secret) in".into()).into());
     }
@@ -67,11 +73,15 @@ fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
         }
         _ => return Err(UsageError("give exactly one of --user NAME or --sp CLIENT_ID".into()).into()),
     };
-    emit(g, &v, |v| {
+    print_session(g, &v);
+    Ok(())
+}
+
+fn print_session(g: &Global, v: &Value) {
+    emit(g, v, |v| {
         println!("LATCH_TOKEN={}", s(v, "token"));
         eprintln!("logged in as {} {} until {} (mfa: {})", s(v, "kind"), s(v, "name"), s(v, "expires_at"), s(v, "mfa"));
     });
-    Ok(())
 }
 
 fn mfa(c: &Client, g: &Global, m: MfaCmd) -> anyhow::Result<()> {
@@ -209,6 +219,21 @@ fn print_credentials(g: &Global, v: &Value) {
     });
 }
 
+/// `repository = "org/app", ref ~ "refs/tags/v*"`.
+fn conditions_text(f: &Value) -> String {
+    let items: Vec<String> = f["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| match (c["equals"].as_str(), c["glob"].as_str()) {
+            (Some(v), _) => format!("{} = {v:?}", s(c, "claim")),
+            (_, Some(p)) => format!("{} ~ {p:?}", s(c, "claim")),
+            _ => s(c, "claim"),
+        })
+        .collect();
+    if items.is_empty() { "(none: issuer and audience alone)".into() } else { items.join(", ") }
+}
+
 fn service_principal(c: &Client, g: &Global, cmd: SpCmd) -> anyhow::Result<()> {
     let path = |name: &str| format!("/v1/service-principals/{}", seg(name));
     match cmd {
@@ -246,6 +271,45 @@ fn service_principal(c: &Client, g: &Global, cmd: SpCmd) -> anyhow::Result<()> {
         SpCmd::Delete { name } => {
             c.delete(&path(&name))?;
             emit(g, &json!({ "deleted": name }), |_| println!("service principal {name} deleted"));
+        }
+        SpCmd::Federate { name, issuer, audience, claims, globs, federation } => {
+            let mut conditions = Vec::new();
+            for (flag, op, items) in [("--claim", "equals", &claims), ("--claim-glob", "glob", &globs)] {
+                for kv in items {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| {
+                        UsageError(format!("{flag} {kv:?}: write CLAIM=VALUE, e.g. {flag} ref=refs/heads/main"))
+                    })?;
+                    conditions.push(json!({ "claim": k, op: v }));
+                }
+            }
+            let v: Value = c.post(
+                &format!("{}/federations", path(&name)),
+                &json!({ "name": federation, "issuer": issuer, "audience": audience, "conditions": conditions }),
+            )?;
+            emit(g, &v, |v| {
+                println!("service principal {name} trusts {} for audience {}", s(v, "issuer"), s(v, "audience"));
+                println!("federation {}: {}", s(v, "name"), conditions_text(v));
+            });
+        }
+        SpCmd::Federations { name } => {
+            let v: Value = c.get(&format!("{}/federations", path(&name)))?;
+            emit(g, &v, |v| {
+                let rows = v["federations"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|f| vec![s(f, "name"), s(f, "issuer"), s(f, "audience"), conditions_text(f)])
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["federation", "issuer", "audience", "conditions"], rows);
+            });
+        }
+        SpCmd::Unfederate { name, federation } => {
+            c.delete(&format!("{}/federations/{}", path(&name), seg(&federation)))?;
+            emit(g, &json!({ "deleted": federation, "service_principal": name }), |_| {
+                println!("federation {federation} of {name} removed: its tokens are no longer exchanged")
+            });
         }
     }
     Ok(())

@@ -11,8 +11,10 @@ mod bench_ssh;
 mod cli;
 mod client;
 mod commands;
+mod exchange_cmd;
 mod gateway_cmd;
 mod jit_cmd;
+mod oidc_cmd;
 mod out;
 mod server_cmd;
 mod sessions_cmd;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Sessions(a) => sessions_cmd::run(a, &g),
         Command::Gateway(a) => gateway_cmd::run(a, &g),
         Command::Replay { id, speed } => sessions_cmd::replay(&id, speed, &g),
+        Command::Exchange(a) => exchange_cmd::run(a, &g),
         c @ (Command::Apply { .. }
         | Command::Roles
         | Command::Policy(_)

@@ -59,6 +59,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
             metrics: MetricsSettings { public: args.metrics_public },
             siem: dev_sinks(&args.siem)?,
+            oidc: match &args.oidc {
+                Some(f) => {
+                    latch_server::oidc_providers::load_file(f).map_err(|e| UsageError(format!("--oidc: {e}")))?
+                }
+                None => Vec::new(),
+            },
             alerts: latch_server::alerts::AlertSettings {
                 interval: latch_core::parse_duration(&args.alert_interval)
                     .map_err(|e| UsageError(format!("--alert-interval: {e}")))?,

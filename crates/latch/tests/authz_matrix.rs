@@ -88,6 +88,16 @@ const MATRIX: &[Row] = &[
     ("GET /v1/audit/key",                                     "",                                [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/login",                                   "",                                [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/sp/login",                                "",                                [A, A, A, A, A, A, A, A, A]),
+    // token exchange authenticates by the presented JWT alone (any Authorization header is
+    // ignored); the row's JWT is latch's own, whose issuer no principal is federated with: 400
+    // invalid_grant for everyone (tests/exchange.rs exchanges real ones)
+    ("POST /v1/auth/exchange",                                "",                                [P, P, P, P, P, P, P, P, P]),
+    // people's sign-in through an OIDC provider (the matrix's is a loopback issuer that serves
+    // discovery only): listing and starting need no credentials; a callback with a state latch
+    // never issued is refused on the merits (tests/oidc_login.rs signs in for real)
+    ("GET /v1/auth/oidc",                                     "",                                [A, A, A, A, A, A, A, A, A]),
+    ("POST /v1/auth/oidc/{provider}/start",                   "provider=oidc_provider",          [A, A, A, A, A, A, A, A, A]),
+    ("POST /v1/auth/oidc/{provider}/callback",                "provider=oidc_provider",          [P, P, P, P, P, P, P, P, P]),
     // -- one's own session --
     ("GET /v1/auth/whoami",                                   "",                                [N, A, A, A, A, A, N, N, N]),
     ("POST /v1/auth/logout",                                  "fresh-session",                   [N, A, A, A, A, A, N, N, N]),
@@ -124,6 +134,10 @@ const MATRIX: &[Row] = &[
     ("POST /v1/service-principals/{name}/rotate-secret",      "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/service-principals/{name}/disable",            "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/service-principals/{name}/enable",             "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
+    ("POST /v1/service-principals/{name}/federations",        "name=fed_sp",                     [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/service-principals/{name}/federations",         "name=fed_sp",                     [N, F, F, F, A, F, N, N, N]),
+    ("DELETE /v1/service-principals/{name}/federations/{federation}", "name=fed_sp federation=fed_name",
+                                                                                                 [N, F, F, F, A, F, N, N, N]),
     ("DELETE /v1/service-principals/{name}",                  "name=victim_sp",                  [N, F, F, F, A, F, N, N, N]),
     // -- audit (admins; the checkpoint key above is public) --
     ("GET /v1/audit/events",                                  "?limit=5",                        [N, F, F, F, A, F, N, N, N]),
@@ -197,6 +211,14 @@ fn body(route: &str) -> Option<&'static str> {
     Some(match route {
         "POST /v1/auth/login" => r#"{"user": "carl", "password": "<pw>"}"#,
         "POST /v1/auth/sp/login" => r#"{"client_id": "<sp_client_id>", "client_secret": "<sp_secret>"}"#,
+        "POST /v1/auth/oidc/{provider}/start" => r#"{"redirect_uri": "http://127.0.0.1:9/callback"}"#,
+        "POST /v1/auth/oidc/{provider}/callback" => r#"{"state": "never-issued", "code": "x"}"#,
+        "POST /v1/auth/exchange" => {
+            r#"{"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "<jwt>", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}"#
+        }
+        "POST /v1/service-principals/{name}/federations" => {
+            r#"{"name": "new-<k>", "issuer": "https://ci.example.com", "audience": "latch", "conditions": [{"claim": "repository", "equals": "org/app"}]}"#
+        }
         "POST /v1/auth/mfa/confirm" => r#"{"code": "abcdef"}"#,
         "POST /v1/sys/test/clock" => r#"{"advance": "1s"}"#,
         "POST /v1/users" | "POST /v1/groups" | "POST /v1/service-principals" => r#"{"name": "new-<k>"}"#,
@@ -267,6 +289,9 @@ const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAuHzBzV4qVek1pB96sfj
 
 struct Fixture {
     s: Server,
+    /// The loopback OIDC issuer the server's sign-in provider points at.
+    _issuer: Issuer,
+    _tmp: tempfile::TempDir,
     /// Session per actor (None: anonymous).
     tokens: HashMap<&'static str, Option<String>>,
     /// Resources by name; per-actor ones as `name@actor`.
@@ -299,8 +324,41 @@ fn sp_login(s: &Server, id: &str, secret: &str) -> String {
     str_of(&v, "/token")
 }
 
+/// `support/oidc_issuer.py` on loopback: discovery and keys, for the OIDC rows.
+struct Issuer(std::process::Child);
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A server whose OIDC provider `corp` is a loopback issuer started here.
+fn server_with_oidc_provider() -> (Server, Issuer, tempfile::TempDir) {
+    use std::io::BufRead;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc_issuer.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with PyJWT and cryptography (./scripts/test installs them)");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let issuer = line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("issuer said {line:?}")).to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("oidc.toml");
+    std::fs::write(&conf, format!("[[oidc]]\nname = \"corp\"\nissuer = \"{issuer}\"\nclient_id = \"latch\"\n"))
+        .unwrap();
+    let s = Server::start_in(&tmp.path().join("data"), &["--oidc", conf.to_str().unwrap()]);
+    (s, Issuer(child), tmp)
+}
+
 fn setup() -> Fixture {
-    let mut s = Server::start();
+    let (mut s, issuer, tmp) = server_with_oidc_provider();
     let boot = s.token.clone();
     call(&s, "PUT", "/v1/users/admin/password", &boot, json!({ "password": PW }));
     for g in ["eng", "leads"] {
@@ -352,6 +410,7 @@ fn setup() -> Fixture {
         ("bundle", &bundle.to_string()),
         ("user_kind", "user"),
         ("alice", "alice"),
+        ("oidc_provider", "corp"),
     ] {
         res.insert(k.into(), v.into());
     }
@@ -376,6 +435,14 @@ fn setup() -> Fixture {
 
     // Per actor: throwaway identities, and alice's requests and grants to act on.
     for k in ACTORS {
+        // A service principal with a federation, to list, add to and remove from.
+        let sp = format!("vf-{k}");
+        call(&s, "POST", "/v1/service-principals", &admin, json!({ "name": sp }));
+        let fed = json!({ "name": "fed", "issuer": "https://ci.example.com", "audience": "latch",
+                          "conditions": [{ "claim": "repository", "equals": "org/app" }] });
+        call(&s, "POST", &format!("/v1/service-principals/{sp}/federations"), &admin, fed);
+        res.insert(format!("fed_sp@{k}"), sp);
+        res.insert(format!("fed_name@{k}"), "fed".into());
         for (kind, path, prefix) in
             [("user", "/v1/users", "vu"), ("group", "/v1/groups", "vg"), ("sp", "/v1/service-principals", "vs")]
         {
@@ -434,7 +501,7 @@ fn setup() -> Fixture {
         ("sp-carol", Some(sp_login(&s, &carol_id, &carol_secret))),
         ("sp-ci-lead", Some(sp_login(&s, &lead_id, &lead_secret))),
     ]);
-    Fixture { s, tokens, res }
+    Fixture { s, _issuer: issuer, _tmp: tmp, tokens, res }
 }
 
 impl Fixture {

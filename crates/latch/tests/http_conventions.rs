@@ -210,6 +210,10 @@ fn openapi_documents_every_route() {
         "POST /v1/sys/keys/token/rotate",
         "POST /v1/auth/login",
         "POST /v1/auth/sp/login",
+        "POST /v1/auth/exchange",
+        "GET /v1/auth/oidc",
+        "POST /v1/auth/oidc/{provider}/start",
+        "POST /v1/auth/oidc/{provider}/callback",
         "POST /v1/auth/logout",
         "GET /v1/auth/whoami",
         "POST /v1/auth/mfa/enroll",
@@ -235,6 +239,9 @@ fn openapi_documents_every_route() {
         "POST /v1/service-principals/{name}/rotate-secret",
         "POST /v1/service-principals/{name}/disable",
         "POST /v1/service-principals/{name}/enable",
+        "POST /v1/service-principals/{name}/federations",
+        "GET /v1/service-principals/{name}/federations",
+        "DELETE /v1/service-principals/{name}/federations/{federation}",
         "GET /v1/audit/events",
         "GET /v1/audit/checkpoints",
         "GET /v1/audit/key",
@@ -272,7 +279,9 @@ fn openapi_documents_every_route() {
             .replace("{name}", "nobody")
             .replace("{id}", "nothing")
             .replace("{kind}", "user")
-            .replace("{member}", "nobody");
+            .replace("{member}", "nobody")
+            .replace("{federation}", "nothing")
+            .replace("{provider}", "nothing");
         let (_, _, text) = s.http_raw(m, &path, None, None, &[]);
         assert!(!text.contains("no route for"), "{route} is documented but not served");
     }

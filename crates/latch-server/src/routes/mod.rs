@@ -2,10 +2,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod exchange;
+pub mod federations;
 pub mod gateway;
 pub mod groups;
 pub mod jit;
 pub mod metrics;
+pub mod oidc_login;
 pub mod policy;
 pub mod recordings;
 pub mod sps;

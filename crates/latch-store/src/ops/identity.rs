@@ -86,7 +86,7 @@ pub(crate) fn checkpoint_from_row(r: &Row) -> Result<Checkpoint> {
     })
 }
 
-fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
+pub(crate) fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
     map_rows(
         db,
         "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
@@ -96,7 +96,7 @@ fn groups_of(db: &dyn Db, principal_id: &str) -> Result<Vec<String>> {
     )
 }
 
-fn find_user(db: &dyn Db, name: &str) -> Result<Option<User>> {
+pub(crate) fn find_user(db: &dyn Db, name: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {USER_COLS} FROM users WHERE name = ?1");
     let user = map_opt(db, &sql, args![name], user_from_row)?;
     match user {
@@ -124,7 +124,7 @@ fn find_sp(db: &dyn Db, name_or_id: &str) -> Result<Option<ServicePrincipal>> {
     }
 }
 
-fn require_sp(db: &dyn Db, name: &str) -> Result<ServicePrincipal> {
+pub(crate) fn require_sp(db: &dyn Db, name: &str) -> Result<ServicePrincipal> {
     find_sp(db, name)?.ok_or_else(|| StoreError::not_found("service principal", name))
 }
 
@@ -253,6 +253,24 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
     Ok(Some((Principal { id, name, kind, groups, mfa, session_id }, expires_at)))
 }
 
+/// Inserts a new session (the caller appends the audit event).
+pub(crate) fn insert_session(ctx: &WriteCtx<'_>, s: &NewSession) -> Result<Session> {
+    let now = ctx.now();
+    ctx.exec(
+        "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        args![s.id, s.token_hash, s.principal_id, s.principal_kind.as_str(), s.mfa, s.source, now, s.expires_at],
+    )?;
+    Ok(Session {
+        id: s.id.clone(),
+        principal_id: s.principal_id.clone(),
+        principal_kind: s.principal_kind,
+        mfa: s.mfa,
+        created_at: now,
+        expires_at: s.expires_at,
+    })
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User> {
@@ -312,6 +330,7 @@ impl Store for SqlStore {
             let user = require_user(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &user.id, &audit.actor, "user deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![user.id])?;
+            ctx.exec("DELETE FROM external_identities WHERE user_id = ?1", args![user.id])?;
             ctx.exec("DELETE FROM users WHERE id = ?1", args![user.id])?;
             ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
@@ -557,6 +576,7 @@ impl Store for SqlStore {
             let sp = require_sp(ctx.db(), &name)?;
             let ended = revoke_everything_of(ctx, &sp.id, &audit.actor, "service principal deleted")?;
             ctx.exec("DELETE FROM group_members WHERE principal_id = ?1", args![sp.id])?;
+            ctx.exec("DELETE FROM federations WHERE sp_id = ?1", args![sp.id])?;
             ctx.exec("DELETE FROM service_principals WHERE id = ?1", args![sp.id])?;
             ctx.invalidate()?;
             ctx.audit(with_ended(audit, ended))?;
@@ -570,42 +590,20 @@ impl Store for SqlStore {
             if let Some(step) = totp_step {
                 // Compare-and-set: two logins racing with one code cannot both win.
                 let n = ctx.exec(
-                        "UPDATE users SET totp_last_step = ?2
+                    "UPDATE users SET totp_last_step = ?2
                          WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
-                        args![s.principal_id, step],
-                    )?;
+                    args![s.principal_id, step],
+                )?;
                 if n == 0 {
                     return Err(StoreError::Precondition("this TOTP code was already used".into()));
                 }
             }
-            let now = ctx.now();
-            ctx.exec(
-                    "INSERT INTO sessions (id, token_hash, principal_id, principal_kind, mfa, source, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    args![
-                        s.id,
-                        s.token_hash,
-                        s.principal_id,
-                        s.principal_kind.as_str(),
-                        s.mfa,
-                        s.source,
-                        now,
-                        s.expires_at.millis()
-                    ],
-                )
-                ?;
+            let session = insert_session(ctx, &s)?;
             if let Some(key) = &s.clears_failures {
                 ctx.exec("DELETE FROM login_failures WHERE key = ?1", args![key])?;
             }
             ctx.audit(audit)?;
-            Ok(Session {
-                id: s.id,
-                principal_id: s.principal_id,
-                principal_kind: s.principal_kind,
-                mfa: s.mfa,
-                created_at: now,
-                expires_at: s.expires_at,
-            })
+            Ok(session)
         })
         .await
     }

@@ -1,7 +1,9 @@
 //! The domain operations as SQL, written once for both backends.
 
+mod federation;
 pub(crate) mod identity;
 mod jit;
+mod oidc;
 mod recordings;
 pub(crate) mod ssh;
 mod stats;
