@@ -105,12 +105,27 @@ impl Clock for ManualClock {
 /// System time plus an offset that only moves forward. A dev server started
 /// with `--test-clock` uses it, so black-box tests can skip ahead in time
 /// (session expiry, TOTP steps, rate-limit windows) without sleeping.
-#[derive(Clone, Debug, Default)]
+///
+/// It can also be frozen: it then stands still except when advanced, so a
+/// test can assert exact durations (time-to-grant, time-to-revoke). Thawing
+/// resumes from system time plus the offset, which is never earlier than the
+/// frozen time: the clock never goes back.
+#[derive(Clone, Debug)]
 pub struct OffsetClock {
     offset_ms: Arc<AtomicI64>,
+    /// System time when frozen, or [`OffsetClock::RUNNING`].
+    frozen_ms: Arc<AtomicI64>,
+}
+
+impl Default for OffsetClock {
+    fn default() -> Self {
+        OffsetClock { offset_ms: Arc::default(), frozen_ms: Arc::new(AtomicI64::new(Self::RUNNING)) }
+    }
 }
 
 impl OffsetClock {
+    const RUNNING: i64 = i64::MIN;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -121,11 +136,28 @@ impl OffsetClock {
     pub fn offset(&self) -> Duration {
         Duration::from_millis(u64::try_from(self.offset_ms.load(Ordering::SeqCst)).unwrap_or(0))
     }
+    /// Stops the clock where it is (`true`) or lets it run on with system time (`false`).
+    pub fn freeze(&self, frozen: bool) {
+        let base = if frozen { SystemClock.now().millis() } else { Self::RUNNING };
+        if frozen {
+            // Already frozen: stay at the time it stands at.
+            let _ = self.frozen_ms.compare_exchange(Self::RUNNING, base, Ordering::SeqCst, Ordering::SeqCst);
+        } else {
+            self.frozen_ms.store(base, Ordering::SeqCst);
+        }
+    }
+    pub fn is_frozen(&self) -> bool {
+        self.frozen_ms.load(Ordering::SeqCst) != Self::RUNNING
+    }
 }
 
 impl Clock for OffsetClock {
     fn now(&self) -> Timestamp {
-        SystemClock.now().plus(Duration::from_millis(u64::try_from(self.offset_ms.load(Ordering::SeqCst)).unwrap_or(0)))
+        let offset = Duration::from_millis(u64::try_from(self.offset_ms.load(Ordering::SeqCst)).unwrap_or(0));
+        match self.frozen_ms.load(Ordering::SeqCst) {
+            Self::RUNNING => SystemClock.now().plus(offset),
+            base => Timestamp(base).plus(offset),
+        }
     }
 }
 
@@ -159,5 +191,24 @@ mod tests {
         let c = OffsetClock::new();
         c.advance(Duration::from_secs(3600));
         assert!(c.now().millis() >= SystemClock.now().millis() + 3_599_000);
+    }
+
+    #[test]
+    fn frozen_offset_clock_moves_only_when_advanced() {
+        let c = OffsetClock::new();
+        c.freeze(true);
+        let t = c.now();
+        let wall = SystemClock.now().millis();
+        while SystemClock.now().millis() < wall + 3 {
+            std::hint::spin_loop();
+        }
+        assert_eq!(c.now(), t);
+        c.freeze(true);
+        assert_eq!(c.now(), t, "freezing again keeps the time");
+        c.advance(Duration::from_secs(90));
+        assert_eq!(c.now().millis(), t.millis() + 90_000);
+        c.freeze(false);
+        assert!(!c.is_frozen());
+        assert!(c.now().millis() >= t.millis() + 90_000, "thawing never goes back");
     }
 }

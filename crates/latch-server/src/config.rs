@@ -44,6 +44,19 @@
 //! name = "soc"                # names the sink's cursor
 //! kind = "syslog-tcp"         # jsonl | ocsf | syslog-tcp | syslog-udp | webhook | ocsf-webhook
 //! address = "10.0.0.5:6514"   # syslog; files take path (max_bytes, keep), webhooks url
+//!
+//! [slo]                       # targets of GET /v1/slo and `latch slo` (these are the defaults)
+//! recorded_target = 0.99      # M1: share of privileged SSH access recorded, at least
+//! time_to_grant_auto_p99 = "5s"   # M2: automatic activations, p99 at most
+//! time_to_grant_human_p50 = "5m"  # M2: human approvals, median at most
+//! jit_target = 0.90           # M3: share of privileged operations with JIT credentials, at least
+//! long_lived_max = 4          # M4: long-lived privileged credentials, at most
+//! sp_secret_max_age = "90d"   # M4: service-principal secrets older than this count
+//! signing_key_max_age = "365d"    # M4: SSH CA and token signing keys older than this count
+//! credential_max_lifetime = "24h" # M4: tokens and SSH certificates valid longer than this count
+//! breakglass_budget = 2       # M5: break-glass uses allowed per breakglass_period
+//! breakglass_period = "30d"
+//! time_to_revoke_p99 = "60s"  # M6: p99 at most
 //! ```
 //!
 //! `public_url = "https://latch.example.com"` (top level) sets the issuer of
@@ -64,7 +77,7 @@ use latch_core::ratelimit::Limit;
 use latch_store::PgOptions;
 use serde::Deserialize;
 
-use crate::state::{AuthSettings, JitSettings, MetricsSettings};
+use crate::state::{AuthSettings, JitSettings, MetricsSettings, SloSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,6 +118,8 @@ struct RawConfig {
     oidc: Vec<crate::oidc_providers::RawProvider>,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    slo: RawSlo,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +177,22 @@ impl RawSiem {
         sink.validate()?;
         Ok(sink)
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlo {
+    recorded_target: Option<f64>,
+    time_to_grant_auto_p99: Option<String>,
+    time_to_grant_human_p50: Option<String>,
+    jit_target: Option<f64>,
+    long_lived_max: Option<u64>,
+    sp_secret_max_age: Option<String>,
+    signing_key_max_age: Option<String>,
+    credential_max_lifetime: Option<String>,
+    breakglass_budget: Option<u64>,
+    breakglass_period: Option<String>,
+    time_to_revoke_p99: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +310,7 @@ pub struct Config {
     pub alerts: crate::alerts::AlertSettings,
     /// OpenID Connect providers people sign in with.
     pub oidc: Vec<crate::oidc_providers::OidcProvider>,
+    pub slo: SloSettings,
 }
 
 impl Config {
@@ -397,6 +429,42 @@ impl Config {
             )?,
             ..pg_defaults
         };
+        let sd = SloSettings::default();
+        let share = |key: &str, v: Option<f64>, default: f64| -> Result<f64, ConfigError> {
+            match v {
+                Some(t) if t > 0.0 && t < 1.0 => Ok(t),
+                Some(t) => Err(invalid(format!(
+                    "[slo] {key} = {t}: a share strictly between 0 and 1, e.g. 0.99 for 99% (1 would leave no error budget)"
+                ))),
+                None => Ok(default),
+            }
+        };
+        let r = &raw.slo;
+        let slo = SloSettings {
+            recorded_target: share("recorded_target", r.recorded_target, sd.recorded_target)?,
+            time_to_grant_auto_p99: dur(
+                "[slo] time_to_grant_auto_p99",
+                &r.time_to_grant_auto_p99,
+                sd.time_to_grant_auto_p99,
+            )?,
+            time_to_grant_human_p50: dur(
+                "[slo] time_to_grant_human_p50",
+                &r.time_to_grant_human_p50,
+                sd.time_to_grant_human_p50,
+            )?,
+            jit_target: share("jit_target", r.jit_target, sd.jit_target)?,
+            long_lived_max: r.long_lived_max.unwrap_or(sd.long_lived_max),
+            sp_secret_max_age: dur("[slo] sp_secret_max_age", &r.sp_secret_max_age, sd.sp_secret_max_age)?,
+            signing_key_max_age: dur("[slo] signing_key_max_age", &r.signing_key_max_age, sd.signing_key_max_age)?,
+            credential_max_lifetime: dur(
+                "[slo] credential_max_lifetime",
+                &r.credential_max_lifetime,
+                sd.credential_max_lifetime,
+            )?,
+            breakglass_budget: r.breakglass_budget.unwrap_or(sd.breakglass_budget),
+            breakglass_period: dur("[slo] breakglass_period", &r.breakglass_period, sd.breakglass_period)?,
+            time_to_revoke_p99: dur("[slo] time_to_revoke_p99", &r.time_to_revoke_p99, sd.time_to_revoke_p99)?,
+        };
         let storage = match &raw.storage {
             Some(dsn) => Storage::from_dsn(dsn, options).map_err(|e| invalid(format!("storage: {e}")))?,
             None => Storage::Sqlite,
@@ -424,6 +492,7 @@ impl Config {
             siem,
             alerts,
             metrics: MetricsSettings { public: raw.metrics.public },
+            slo,
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
             jit,
             listen,
@@ -512,6 +581,31 @@ mod tests {
         assert!(e.contains("line 4") && e.contains("publik"), "{e}");
         let e = parse(&format!("{base}[metrics]\npublic = \"yes\"\n")).unwrap_err().to_string();
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn slo_targets_default_and_validate() {
+        let base = "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n";
+        assert_eq!(parse(base).unwrap().slo, SloSettings::default());
+        let c = parse(&format!(
+            "{base}[slo]\nrecorded_target = 0.95\ntime_to_grant_auto_p99 = \"2s\"\nbreakglass_budget = 0\n\
+             breakglass_period = \"7d\"\nlong_lived_max = 0\ntime_to_revoke_p99 = \"5s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.slo.recorded_target, 0.95);
+        assert_eq!(c.slo.time_to_grant_auto_p99, Duration::from_secs(2));
+        assert_eq!((c.slo.breakglass_budget, c.slo.long_lived_max), (0, 0));
+        assert_eq!(c.slo.breakglass_period, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.slo.time_to_revoke_p99, Duration::from_secs(5));
+        assert_eq!(c.slo.jit_target, SloSettings::default().jit_target);
+        for bad in ["recorded_target = 1.0", "jit_target = 0", "recorded_target = 99"] {
+            let e = parse(&format!("{base}[slo]\n{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("[slo]") && e.contains("between 0 and 1"), "{bad}: {e}");
+        }
+        let e = parse(&format!("{base}[slo]\ntime_to_revoke_p99 = \"1x\"\n")).unwrap_err().to_string();
+        assert!(e.contains("[slo] time_to_revoke_p99") && e.contains("unknown unit"), "{e}");
+        let e = parse(&format!("{base}[slo]\nbreakglass_budjet = 2\n")).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("breakglass_budjet"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod oidc_providers;
 pub mod routes;
 pub mod serve;
 pub mod siem;
+pub mod slo;
 pub mod ssh_ca;
 pub mod state;
 pub mod token_keys;
@@ -40,7 +41,7 @@ use crate::error::ApiError;
 use crate::extract::RequestId;
 use crate::routes::{
     audit, auth, exchange, federations, gateway, groups, jit, metrics as metrics_route, oidc_login, policy, recordings,
-    sps, ssh, sys, tokens, users,
+    slo as slo_route, sps, ssh, sys, tokens, users,
 };
 use crate::state::AppState;
 
@@ -73,6 +74,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(sys::health))
         .routes(routes!(metrics_route::metrics))
+        .routes(routes!(slo_route::slo))
         .routes(routes!(sys::advance_clock))
         .routes(routes!(auth::login))
         .routes(routes!(auth::sp_login))

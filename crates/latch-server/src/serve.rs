@@ -120,6 +120,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         metrics_settings: cfg.metrics.clone(),
         oidc_keys: Arc::new(crate::oidc::IssuerKeys::new(Arc::new(crate::oidc::HttpFetch::new()))),
         oidc_providers: cfg.oidc.clone(),
+        slo: cfg.slo.clone(),
     }));
 
     store

@@ -59,6 +59,54 @@ pub struct MetricsSettings {
     pub public: bool,
 }
 
+/// Targets of the service-level objectives reported by `/v1/slo`, from `[slo]`
+/// (see [`crate::slo`] for what each SLI measures).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloSettings {
+    /// M1: share of privileged SSH access that was recorded, at least (0 < t < 1).
+    pub recorded_target: f64,
+    /// M2: p99 of time-to-grant for automatic activations, at most.
+    pub time_to_grant_auto_p99: Duration,
+    /// M2: median time-to-grant for human approvals, at most.
+    pub time_to_grant_human_p50: Duration,
+    /// M3: share of privileged operations done with JIT credentials, at least (0 < t < 1).
+    pub jit_target: f64,
+    /// M4: long-lived privileged credentials, at most.
+    pub long_lived_max: u64,
+    /// M4: a service principal's secret older than this is long-lived.
+    pub sp_secret_max_age: Duration,
+    /// M4: a signing key (SSH CA, token key) older than this is long-lived.
+    pub signing_key_max_age: Duration,
+    /// M4: a token or SSH certificate valid for longer than this is long-lived.
+    pub credential_max_lifetime: Duration,
+    /// M5: break-glass uses allowed per `breakglass_period`.
+    pub breakglass_budget: u64,
+    pub breakglass_period: Duration,
+    /// M6: p99 of time-to-revoke, at most.
+    pub time_to_revoke_p99: Duration,
+}
+
+impl Default for SloSettings {
+    /// The guide's starting targets (pim-guide, "How to Measure"), tightened
+    /// where latch does better by construction (automatic grants in seconds).
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        SloSettings {
+            recorded_target: 0.99,
+            time_to_grant_auto_p99: Duration::from_secs(5),
+            time_to_grant_human_p50: Duration::from_secs(5 * 60),
+            jit_target: 0.90,
+            long_lived_max: 4,
+            sp_secret_max_age: Duration::from_secs(90 * DAY),
+            signing_key_max_age: Duration::from_secs(365 * DAY),
+            credential_max_lifetime: Duration::from_secs(DAY),
+            breakglass_budget: 2,
+            breakglass_period: Duration::from_secs(30 * DAY),
+            time_to_revoke_p99: Duration::from_secs(60),
+        }
+    }
+}
+
 /// What the webhook deliverer last saw; failures are visible, never silent.
 #[derive(Clone, Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct NotifyStatus {
@@ -97,6 +145,8 @@ pub struct Inner {
     pub oidc_keys: Arc<crate::oidc::IssuerKeys>,
     /// Identity providers people sign in with.
     pub oidc_providers: Vec<crate::oidc_providers::OidcProvider>,
+    /// Targets of `/v1/slo`.
+    pub slo: SloSettings,
 }
 
 #[derive(Clone)]

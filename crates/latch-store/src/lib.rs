@@ -295,6 +295,8 @@ pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + OidcSt
     /// Aggregates of the state at `now` (grants by role and state, pending
     /// requests, credentials issued and revoked, …), for `/metrics`.
     async fn stats(&self, now: Timestamp) -> Result<StoreStats>;
+    /// The facts behind the SLIs M1–M6 over `q`'s window, for `/v1/slo`.
+    async fn slo_data(&self, q: SloQuery) -> Result<SloData>;
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>>;
     /// Signs and stores a checkpoint of the current head, unless one exists for it.
     async fn write_checkpoint(&self, key: Arc<SigningKey>) -> Result<Option<Checkpoint>>;

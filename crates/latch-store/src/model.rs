@@ -409,3 +409,89 @@ pub struct StoreStats {
     pub active_recordings: i64,
     pub audit_head_seq: i64,
 }
+
+/// What [`crate::Store::slo_data`] reads: a window of time and the
+/// thresholds that make a credential long-lived.
+#[derive(Clone, Debug)]
+pub struct SloQuery {
+    /// The window is `from..=to` (milliseconds, inclusive).
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Service-principal secrets last rotated before this are overdue.
+    pub secret_rotated_before: Timestamp,
+    /// Tokens and SSH certificates valid for longer than this are long-lived.
+    pub long_lived_ms: i64,
+    /// Audit actions that only standing administrators can take.
+    pub standing_actions: Vec<String>,
+}
+
+/// A request that became active in the window: when it was made and when its
+/// grant became active (the commit of the transition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activation {
+    pub request_id: String,
+    pub created_at: Timestamp,
+    pub activated_at: Timestamp,
+    pub breakglass: bool,
+    /// 0 when policy activated it on request.
+    pub approvals_required: i64,
+}
+
+/// One break-glass activation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakglassUse {
+    pub request_id: String,
+    pub requester: String,
+    pub role: String,
+    pub at: Timestamp,
+    pub reviewed: bool,
+}
+
+/// One grant revocation and when what it ended was over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    pub grant_id: String,
+    /// When the revocation was asked for (the handler's clock; the commit
+    /// time for events written before latch recorded it).
+    pub requested_at: Timestamp,
+    /// Commit of the revocation: grant, tokens and certificates ended.
+    pub committed_at: Timestamp,
+    /// Latest `revoked_at` of the grant's tokens and certificates.
+    pub credentials_revoked_at: Option<Timestamp>,
+    /// Latest end of the recorded sessions that were running when the grant was revoked.
+    pub sessions_ended_at: Option<Timestamp>,
+    /// Of those sessions, how many are still running.
+    pub sessions_open: i64,
+}
+
+/// The store's facts for the SLIs M1–M6 over a window (see `latch-server`'s `slo`).
+#[derive(Clone, Debug, Default)]
+pub struct SloData {
+    /// M1: grants used for SSH in the window (a user certificate issued or a
+    /// recorded session started under it), each with whether it has any recorded session.
+    pub ssh_grants: Vec<(String, bool)>,
+    /// M1: recorded sessions started in the window.
+    pub sessions_recorded: i64,
+    /// M2: requests whose grant became active in the window.
+    pub activations: Vec<Activation>,
+    /// M3: credentials issued under grants in the window.
+    pub tokens_issued: i64,
+    pub ssh_certs_issued: i64,
+    /// M3: successful standing-administrator actions in the window (not by `system`), by action.
+    pub standing_ops: Vec<(String, i64)>,
+    /// M4: enabled service principals whose secret is overdue for rotation: (name, rotated at).
+    pub stale_sp_secrets: Vec<(String, Timestamp)>,
+    /// M4: CA keys: (name, created at).
+    pub ca_keys: Vec<(String, Timestamp)>,
+    /// M4: token-key rotations, newest first: (time, the kid made active).
+    pub token_key_rotations: Vec<(Timestamp, String)>,
+    /// Time of the first audit event: when the store (and its first keys) began.
+    pub first_event: Option<Timestamp>,
+    /// M4: unexpired, unrevoked tokens and certificates valid for longer than the threshold.
+    pub long_lived_tokens: i64,
+    pub long_lived_ssh_certs: i64,
+    /// M5: break-glass activations in the window, oldest first.
+    pub breakglass: Vec<BreakglassUse>,
+    /// M6: grant revocations committed in the window, oldest first.
+    pub revocations: Vec<Revocation>,
+}

@@ -169,6 +169,14 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
     },
+    /// Service-level indicators M1–M6 (recorded access, time to grant, JIT share,
+    /// long-lived credentials, break-glass rate, time to revoke) against their
+    /// objectives (administrators and members of metrics-readers).
+    Slo {
+        /// How far back from now, e.g. 30d, 7d, 24h (at most 366d).
+        #[arg(long, default_value = "30d")]
+        window: String,
+    },
     /// Measure latch's throughput on this machine.
     #[command(subcommand)]
     Bench(BenchCmd),

@@ -18,6 +18,7 @@ mod oidc_cmd;
 mod out;
 mod server_cmd;
 mod sessions_cmd;
+mod slo_cmd;
 mod ssh_cmd;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Gateway(a) => gateway_cmd::run(a, &g),
         Command::Replay { id, speed } => sessions_cmd::replay(&id, speed, &g),
         Command::Exchange(a) => exchange_cmd::run(a, &g),
+        Command::Slo { window } => slo_cmd::run(&window, &g),
         c @ (Command::Apply { .. }
         | Command::Roles
         | Command::Policy(_)

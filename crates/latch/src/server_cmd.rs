@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use latch_server::config::{Config, LogFormat, Storage};
 use latch_server::serve::{self, Ready, ServeOptions};
-use latch_server::state::{AuthSettings, JitSettings, MetricsSettings};
+use latch_server::state::{AuthSettings, JitSettings, MetricsSettings, SloSettings};
 use latch_store::PgOptions;
 use tracing_subscriber::EnvFilter;
 
@@ -72,6 +72,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                     .map_err(|e| UsageError(format!("--approval-sla: {e}")))?,
                 ..Default::default()
             },
+            slo: SloSettings::default(),
         }
     } else {
         let path = args.config.ok_or_else(|| UsageError("give --dev or --config latch.toml".into()))?;

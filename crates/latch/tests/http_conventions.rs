@@ -196,6 +196,7 @@ fn openapi_documents_every_route() {
     let expected: BTreeSet<String> = [
         "GET /v1/sys/health",
         "GET /metrics",
+        "GET /v1/slo",
         "POST /v1/grants/{id}/ssh",
         "POST /v1/recordings",
         "GET /v1/recordings",

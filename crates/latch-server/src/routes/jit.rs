@@ -724,6 +724,8 @@ pub async fn revoke(
     body: Option<ApiJson<OptionalReason>>,
 ) -> ApiResult<Json<Value>> {
     let started = std::time::Instant::now();
+    // When the revocation was asked for: time-to-revoke (M6 of /v1/slo) runs from here.
+    let requested_at = st.clock.now();
     let reason = body.map(|ApiJson(b)| b.reason).unwrap_or_default();
     check_text("reason", &reason, MAX_TEXT)?;
     latch_core::validate_name("grant id", &id)?;
@@ -734,7 +736,7 @@ pub async fn revoke(
     let ev = ctx
         .audit(p.audit_name(), "grant.revoke", format!("grant:{id}"))
         .details(json!({ "role": g.role, "principal": format!("{}:{}", g.principal_kind.as_str(), g.principal_name),
-                         "reason": reason, "breakglass": g.breakglass }));
+                         "reason": reason, "breakglass": g.breakglass, "requested_at": requested_at.millis() }));
     let (g, jtis) = st.store.revoke_grant(&id, &p.name, &reason, ev).await?;
     st.metrics.revocation(started.elapsed());
     Ok(Json(json!({ "grant": grant_view(&g, st.clock.now()), "tokens_revoked": jtis })))

@@ -12,6 +12,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
+use latch_core::Principal;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Caller;
@@ -30,7 +31,7 @@ impl FromRequestParts<AppState> for MetricsReader {
             return Ok(MetricsReader);
         }
         let Caller(p) = Caller::from_request_parts(parts, state).await?;
-        if p.is_admin() || p.groups.iter().any(|g| g == METRICS_READERS_GROUP) {
+        if is_metrics_reader(&p) {
             Ok(MetricsReader)
         } else {
             Err(ApiError::Forbidden(format!(
@@ -40,6 +41,11 @@ impl FromRequestParts<AppState> for MetricsReader {
             )))
         }
     }
+}
+
+/// Administrators and members of group `metrics-readers`.
+pub fn is_metrics_reader(p: &Principal) -> bool {
+    p.is_admin() || p.groups.iter().any(|g| g == METRICS_READERS_GROUP)
 }
 
 /// This node's metrics and the cluster's, in the Prometheus text format 0.0.4.

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod oidc_login;
 pub mod policy;
 pub mod recordings;
+pub mod slo;
 pub mod sps;
 pub mod ssh;
 pub mod sys;

@@ -67,7 +67,12 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// How far to move the server's clock forward, e.g. `31s`, `8h`.
-    pub advance: String,
+    #[serde(default)]
+    pub advance: Option<String>,
+    /// `true` stops the clock (it then moves only when advanced, so tests can
+    /// assert exact durations); `false` lets it run with system time again.
+    #[serde(default)]
+    pub freeze: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -89,12 +94,23 @@ pub async fn advance_clock(
     let Some(clock) = &st.test_clock else {
         return Err(ApiError::NotFound("the test clock is only available on `latch server --dev --test-clock`".into()));
     };
-    let d = latch_core::parse_duration(&req.advance).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    clock.advance(d);
+    if req.advance.is_none() && req.freeze.is_none() {
+        return Err(ApiError::BadRequest("give advance (e.g. \"90s\"), freeze (true or false), or both".into()));
+    }
+    let d = match &req.advance {
+        Some(a) => Some(latch_core::parse_duration(a).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        None => None,
+    };
+    if let Some(f) = req.freeze {
+        clock.freeze(f);
+    }
+    if let Some(d) = d {
+        clock.advance(d);
+    }
     let now = st.clock.now();
-    let ev = ctx
-        .audit(admin.audit_name(), "system.test_clock", "system:clock")
-        .details(json!({ "advance": req.advance, "now": now.to_rfc3339() }));
+    let ev = ctx.audit(admin.audit_name(), "system.test_clock", "system:clock").details(json!({
+        "advance": req.advance, "freeze": req.freeze, "frozen": clock.is_frozen(), "now": now.to_rfc3339()
+    }));
     st.store.append_audit(ev).await?;
     Ok(Json(ClockNow { now: now.to_rfc3339(), now_ms: now.millis() }))
 }

@@ -696,6 +696,10 @@ impl Store for SqlStore {
         self.collect_stats(now).await
     }
 
+    async fn slo_data(&self, q: SloQuery) -> Result<SloData> {
+        self.collect_slo(q).await
+    }
+
     async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>> {
         self.scan(|c| {
             map_rows(
