@@ -9,7 +9,8 @@
 //!
 //! Rules: an approval waiting longer than its SLA; break-glass used; a user
 //! denied repeatedly within minutes; denies across all users above 4× their
-//! daily rate; a session recording that stays empty.
+//! daily rate; a session recording that stays empty; the break-glass budget
+//! (SLI M5) burning over 4× its allowed rate over the last day.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -154,6 +155,7 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
     found.extend(deny_bursts(&m.denies, now, s.user_denies));
     found.extend(waiting_approvals(st, s, now).await?);
     found.extend(silent_recordings(st, now).await?);
+    found.extend(slo_burn(st).await);
     for a in found {
         let key = a.key();
         if m.raised.get(&key).is_some_and(|t| *t > now.minus(s.cooldown)) {
@@ -262,6 +264,29 @@ async fn waiting_approvals(
             ),
         })
         .collect())
+}
+
+/// The break-glass budget (SLI M5) burning over 4× as fast as it may over the
+/// last day: a burn rate of 1 spends exactly the budget over its period.
+async fn slo_burn(st: &AppState) -> Option<Alert> {
+    let r = match crate::routes::slo::compute(st, Some("1d")).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "alerts: cannot compute the service levels");
+            return None;
+        }
+    };
+    let burn = r.m5.burn_rate.filter(|b| *b > 4.0)?;
+    Some(Alert {
+        rule: "slo-burn",
+        severity: "critical",
+        user: "-".into(),
+        target: "slo:M5".into(),
+        message: format!(
+            "break-glass budget burning at {burn:.1}× over the last day ({} uses; budget {} per {})",
+            r.m5.value, r.m5.budget_per_period, r.m5.period
+        ),
+    })
 }
 
 async fn silent_recordings(st: &AppState, now: Timestamp) -> Result<Vec<Alert>, latch_store::StoreError> {

@@ -580,6 +580,29 @@ async fn executive(State(st): State<AppState>, headers: HeaderMap) -> Response {
         if !stale.is_empty() {
             let _ = write!(html, "<p>Rotate: {}</p>", stale.join(", "));
         }
+        if crate::routes::metrics::is_metrics_reader(&p) {
+            let r = crate::routes::slo::compute(&s, Some("30d")).await?;
+            let rows: Vec<Vec<String>> = r
+                .objectives
+                .iter()
+                .map(|o| {
+                    vec![
+                        esc(&o.sli),
+                        esc(&o.name),
+                        esc(&o.value),
+                        esc(&o.target),
+                        if o.met {
+                            "<span class=\"ok\">met</span>".into()
+                        } else {
+                            "<span class=\"error\">missed</span>".into()
+                        },
+                        o.error_budget_remaining.map(|b| format!("{:.0} %", b * 100.0)).unwrap_or_else(|| "—".into()),
+                    ]
+                })
+                .collect();
+            html.push_str("<h3>Service levels, last 30 days</h3>");
+            html.push_str(&table(&["SLI", "objective", "value", "target", "", "budget left"], &rows, "No objectives."));
+        }
         Ok(html)
     })
     .await

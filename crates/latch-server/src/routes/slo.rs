@@ -42,7 +42,12 @@ pub async fn slo(
             p.audit_name()
         )));
     }
-    let (label, window) = slo::parse_window(q.window.as_deref()).map_err(ApiError::BadRequest)?;
+    Ok(Json(compute(&st, q.window.as_deref()).await?))
+}
+
+/// The report for `window` (default 30d) ending now; no authorization here.
+pub(crate) async fn compute(st: &AppState, window: Option<&str>) -> ApiResult<SloReport> {
+    let (label, window) = slo::parse_window(window).map_err(ApiError::BadRequest)?;
     let now = st.clock.now();
     let cfg = &st.slo;
     let query = SloQuery {
@@ -55,5 +60,5 @@ pub async fn slo(
     let data = st.store.slo_data(query).await?;
     let stats = st.store.stats(now).await?;
     let kid = st.token_keys().kid();
-    Ok(Json(slo::report(&label, window, now, cfg, &data, &stats, &kid)))
+    Ok(slo::report(&label, window, now, cfg, &data, &stats, &kid))
 }

@@ -41,6 +41,7 @@ await page.screenshot({ path: `${out}/oncall.png`, fullPage: true });
 step("executive and debug");
 await page.goto(`${base}/ui/executive`);
 await expectText("Privileged access granted per day");
+await expectText("Service levels, last 30 days");
 await page.screenshot({ path: `${out}/executive.png`, fullPage: true });
 await page.goto(`${base}/ui/debug`);
 await expectText("Audit chain verified");
