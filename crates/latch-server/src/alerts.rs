@@ -10,7 +10,9 @@
 //! Rules: an approval waiting longer than its SLA; break-glass used; a user
 //! denied repeatedly within minutes; denies across all users above 4× their
 //! daily rate; a session recording that stays empty; the break-glass budget
-//! (SLI M5) burning over 4× its allowed rate over the last day.
+//! (SLI M5) burning over 4× its allowed rate over the last day; the approval
+//! queue growing for half an hour; revocations failing to commit (counted on
+//! the leader; each node's count is in `latch_revocation_failures_total`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,6 +33,10 @@ const DENY_WINDOW: Duration = Duration::from_secs(5 * 60);
 const BASELINE: Duration = Duration::from_secs(24 * 3600);
 /// A burst must also be at least this many denies to count.
 const MIN_BURST: usize = 10;
+/// The approval queue counts as growing when it rose through this window…
+const QUEUE_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// …and holds at least this many requests.
+const QUEUE_MIN: i64 = 10;
 /// A live recording with nothing stored this long after its start.
 const SILENT_RECORDING: Duration = Duration::from_secs(10 * 60);
 
@@ -84,6 +90,10 @@ struct Memory {
     /// Deny times seen in the audit log (all users), oldest first, for a day.
     denies: Vec<(Timestamp, String)>,
     cursor: i64,
+    /// Pending-request counts seen each round, for the last half hour.
+    pending: Vec<(Timestamp, i64)>,
+    /// This node's failed revocations when last looked at.
+    revocation_failures: u64,
 }
 
 /// Runs forever; evaluates every `interval` while this node leads.
@@ -156,6 +166,24 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
     found.extend(waiting_approvals(st, s, now).await?);
     found.extend(silent_recordings(st, now).await?);
     found.extend(slo_burn(st).await);
+    let pending = st.store.stats(now).await?.pending_requests;
+    m.pending.push((now, pending));
+    m.pending.retain(|(t, _)| *t > now.minus(QUEUE_WINDOW));
+    found.extend(queue_growing(&m.pending, now));
+    let failed = st.metrics.revocation_failures();
+    if failed > m.revocation_failures {
+        found.push(Alert {
+            rule: "revocation-failing",
+            severity: "critical",
+            user: "-".into(),
+            target: "-".into(),
+            message: format!(
+                "{} revocations failed to commit since the last check: those grants are still active — retry them",
+                failed - m.revocation_failures
+            ),
+        });
+    }
+    m.revocation_failures = failed;
     for a in found {
         let key = a.key();
         if m.raised.get(&key).is_some_and(|t| *t > now.minus(s.cooldown)) {
@@ -174,6 +202,21 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
         st.store.set_cursor(CURSOR, m.cursor).await?;
     }
     Ok(m)
+}
+
+/// Pending requests never fell during the last half hour, rose over it, and are many.
+fn queue_growing(samples: &[(Timestamp, i64)], now: Timestamp) -> Option<Alert> {
+    let (first_t, first) = *samples.first()?;
+    let (_, last) = *samples.last()?;
+    let covers = first_t <= now.minus(QUEUE_WINDOW).plus(Duration::from_secs(120));
+    let rising = samples.windows(2).all(|w| w[1].1 >= w[0].1) && last > first;
+    (covers && rising && last >= QUEUE_MIN).then(|| Alert {
+        rule: "approval-queue-growing",
+        severity: "warning",
+        user: "-".into(),
+        target: "-".into(),
+        message: format!("{last} requests wait for approval, up from {first} half an hour ago"),
+    })
 }
 
 fn is_decision(action: &str) -> bool {
@@ -314,6 +357,20 @@ async fn silent_recordings(st: &AppState, now: Timestamp) -> Result<Vec<Alert>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_grows_only_when_it_rose_for_half_an_hour() {
+        let now = Timestamp(10_000_000);
+        let at = |mins: i64, n: i64| (Timestamp(now.0 - mins * 60_000), n);
+        let rising: Vec<_> = (0..=30).rev().map(|m| at(m, 30 - m)).collect();
+        assert_eq!(queue_growing(&rising, now).map(|a| a.rule), Some("approval-queue-growing"));
+        assert!(queue_growing(&rising[20..], now).is_none(), "too short a history");
+        let mut dipped = rising.clone();
+        dipped[15].1 = 0;
+        assert!(queue_growing(&dipped, now).is_none(), "it fell meanwhile");
+        let small: Vec<_> = (0..=30).rev().map(|m| at(m, (30 - m) / 10)).collect();
+        assert!(queue_growing(&small, now).is_none(), "few requests");
+    }
 
     #[test]
     fn deny_bursts_per_user_and_against_the_baseline() {

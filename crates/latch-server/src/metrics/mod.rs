@@ -24,7 +24,7 @@ use latch_core::{Histogram, Timestamp};
 use latch_store::StoreStats;
 
 use crate::state::AppState;
-use text::{CounterVec, Encoder, HistogramVec, Kind};
+use text::{Counter, CounterVec, Encoder, HistogramVec, Kind};
 
 /// Members of this group (and administrators) may read `/metrics`.
 pub const METRICS_READERS_GROUP: &str = "metrics-readers";
@@ -108,6 +108,7 @@ pub struct Metrics {
     time_to_grant: HistogramVec,
     revocation: Histogram,
     siem: CounterVec,
+    revocation_failures: Counter,
     /// Recorded by the store's writer.
     audit_append: Arc<Histogram>,
     started_at: f64,
@@ -124,6 +125,7 @@ impl Metrics {
             time_to_grant: HistogramVec::new(&["approval"], TIME_TO_GRANT_BUCKETS),
             revocation: Histogram::new(REVOCATION_BUCKETS),
             siem: CounterVec::new(&["sink", "result"]),
+            revocation_failures: Counter::default(),
             audit_append,
             started_at: started.secs() as f64,
         };
@@ -175,6 +177,15 @@ impl Metrics {
     /// From receiving a revocation to its commit (grant, tokens and certificates ended).
     pub fn revocation(&self, d: Duration) {
         self.revocation.observe_duration(d);
+    }
+
+    /// A revocation this node could not commit (the store failed).
+    pub fn revocation_failed(&self) {
+        self.revocation_failures.inc();
+    }
+
+    pub fn revocation_failures(&self) -> u64 {
+        self.revocation_failures.get()
     }
 
     /// One batch of audit events delivered to (or failed at) a SIEM sink.
@@ -255,6 +266,11 @@ impl Metrics {
             "latch_webhook_delivery_failures_total",
             "Failed webhook delivery attempts on this node (each is retried).",
             notify.failures,
+        );
+        e.counter(
+            "latch_revocation_failures_total",
+            "Revocations this node could not commit because the store failed (the grant stays active: retry).",
+            self.revocation_failures.get(),
         );
         e.counter_vec(
             "latch_siem_batches_total",

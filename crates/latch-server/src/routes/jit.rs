@@ -737,7 +737,16 @@ pub async fn revoke(
         .audit(p.audit_name(), "grant.revoke", format!("grant:{id}"))
         .details(json!({ "role": g.role, "principal": format!("{}:{}", g.principal_kind.as_str(), g.principal_name),
                          "reason": reason, "breakglass": g.breakglass, "requested_at": requested_at.millis() }));
-    let (g, jtis) = st.store.revoke_grant(&id, &p.name, &reason, ev).await?;
+    let (g, jtis) = match st.store.revoke_grant(&id, &p.name, &reason, ev).await {
+        Ok(v) => v,
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status().is_server_error() {
+                st.metrics.revocation_failed();
+            }
+            return Err(e);
+        }
+    };
     st.metrics.revocation(started.elapsed());
     Ok(Json(json!({ "grant": grant_view(&g, st.clock.now()), "tokens_revoked": jtis })))
 }
