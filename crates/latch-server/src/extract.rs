@@ -70,7 +70,7 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<axum::bod
 
 /// Request bodies are JSON objects. Serde would also accept a struct written
 /// as an array of its fields by position, which no client means to send.
-pub(crate) fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let parsed = axum::Json::<T>::from_bytes(bytes).map(|axum::Json(v)| v).map_err(json_rejection);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => parsed,

@@ -137,7 +137,13 @@ pub enum Command {
         ttl: Option<String>,
     },
     /// Ask latch whether a token is active (RFC 7662 introspection).
-    Introspect { token: String },
+    Introspect {
+        /// The signed token to ask about. Its own argument id: named `token`,
+        /// it would also set the global `--token`, and the call would go out
+        /// with the introspected token as the caller's session.
+        #[arg(id = "introspected", value_name = "TOKEN")]
+        token: String,
+    },
     /// Emergency access: active at once, flagged, alerted, reviewed afterwards.
     Breakglass {
         role: String,
@@ -694,4 +700,28 @@ pub struct GatewayArgs {
     /// How long sessions go on while the server cannot be reached.
     #[arg(long, default_value = "5m")]
     pub max_offline: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `latch introspect JWT` asks with the caller's session, not with the JWT.
+    #[test]
+    fn introspect_keeps_the_session_token_apart_from_the_token_asked_about() {
+        let cli = Cli::try_parse_from(["latch", "--token", "lts_session", "introspect", "eyJ.x.y"]);
+        let Ok(cli) = cli else { panic!("does not parse") };
+        assert_eq!(cli.global.token.as_deref(), Some("lts_session"));
+        match cli.command {
+            Command::Introspect { token } => assert_eq!(token, "eyJ.x.y"),
+            _ => panic!("not introspect"),
+        }
+    }
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod secrets;
 pub mod sshd;
 
 use std::io::{BufRead, BufReader, Write};
@@ -119,6 +120,7 @@ impl Server {
                 }
             }
         }
+        secrets::note(&token);
         Server { child: Some(child), addr, token, data: data.to_path_buf(), _tmp: None, log, pgdb }
     }
 
@@ -213,6 +215,9 @@ impl Server {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, Vec<(String, String)>, String) {
+        if let Some(b) = body {
+            secrets::harvest_json(b, secrets::SENT_FIELDS);
+        }
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
         let mut req = ureq::http::Request::builder().method(method).uri(format!("{}{path}", self.addr));
@@ -233,6 +238,11 @@ impl Server {
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
             .collect();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if status >= 400 {
+            secrets::assert_clean(&format!("the error body of {method} {path} ({status})"), &text);
+        } else {
+            secrets::harvest(&text);
+        }
         (status, hs, text)
     }
 
@@ -280,7 +290,45 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // F5: no secret the harness saw in this process is in the server's
+        // log or its audit events. Skipped while a test is already failing.
+        if !std::thread::panicking() {
+            if let Some(hint) = secrets::find(&self.server_log()) {
+                panic!("F5: a secret ({hint}) reached the server log, kept at {}", self.log.display());
+            }
+            if let Some(hint) = self.audit_text().and_then(|t| secrets::find(&t)) {
+                let _ = std::fs::remove_file(&self.log);
+                panic!("F5: a secret ({hint}) reached the audit events of the server in {}", self.data.display());
+            }
+        }
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+impl Server {
+    /// Every audit event's fields as text, read from the database behind
+    /// the server's back (works after it stopped or was killed); `None` when
+    /// the database cannot be read (gone, or PostgreSQL down).
+    fn audit_text(&self) -> Option<String> {
+        const SQL: &str = "SELECT actor, action, target, outcome, request_id, source, details FROM audit_events";
+        match &self.pgdb {
+            Some(db) => pg::cluster().try_psql(db, SQL).map(|rows| rows.join("\n")),
+            None => {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let conn = rusqlite::Connection::open_with_flags(self.db(), flags).ok()?;
+                conn.busy_timeout(Duration::from_secs(10)).ok()?;
+                let mut st = conn.prepare(SQL).ok()?;
+                let mut rows = st.query([]).ok()?;
+                let mut text = String::new();
+                while let Some(r) = rows.next().ok()? {
+                    for i in 0..7 {
+                        text.push_str(&r.get::<_, String>(i).ok()?);
+                        text.push('\n');
+                    }
+                }
+                Some(text)
+            }
+        }
     }
 }
 
@@ -339,14 +387,20 @@ pub fn run_cli(addr: &str, token: &str, args: &[&str], stdin: Option<&str>) -> O
     }
     let mut child = cmd.spawn().expect("spawn latch");
     if let Some(input) = stdin {
+        if args.iter().any(|a| *a == "--password-stdin" || *a == "set-password") {
+            secrets::note(input);
+        }
         child.stdin.take().unwrap().write_all(format!("{input}\n").as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    Out {
+    let out = Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    };
+    secrets::harvest(&out.stdout);
+    secrets::assert_clean(&format!("the stderr of `latch {}`", args.join(" ")), &out.stderr);
+    out
 }
 
 /// The current TOTP code for a base32 secret at the server's clock `now_ms`.

@@ -174,6 +174,18 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 
+    /// [`Cluster::psql`] that answers `None` instead of failing (for checks
+    /// that must not panic, such as the harness's at drop).
+    pub fn try_psql(&self, db: &str, sql: &str) -> Option<Vec<String>> {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", &self.dsn(db), "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+    }
+
     /// A new, empty database; returns its name.
     pub fn fresh_db(&self) -> String {
         let name = format!("latch_{}", NEXT_DB.fetch_add(1, Ordering::SeqCst));
