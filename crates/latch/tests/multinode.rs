@@ -195,12 +195,15 @@ fn a_revocation_on_one_node_is_seen_by_the_others_within_a_second() {
     let (p50, p99, max) = (percentile(&lags, 0.5), percentile(&lags, 0.99), lags[lags.len() - 1]);
     println!("revocation propagation B -> C over {} trials: p50 {p50:?}, p99 {p99:?}, max {max:?}", lags.len());
     assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
-    // Sessions too: a user disabled on one node is refused on the others at once.
+    // Sessions too: a user disabled on one node is refused on the others as
+    // soon as the invalidation arrives (the same sub-second path as above;
+    // asserting "at the very next request" raced it on a loaded machine).
     let (status, _) = c.http("GET", "/v1/auth/whoami", Some(&alice), None);
     assert_eq!(status, 200);
     b.cli(&["user", "disable", "alice"]).ok();
-    let (status, body) = c.http("GET", "/v1/auth/whoami", Some(&alice), None);
-    assert_eq!(status, 401, "{body}");
+    eventually_within("the disabled user is refused on node C", Duration::from_secs(1), || {
+        c.http("GET", "/v1/auth/whoami", Some(&alice), None).0 == 401
+    });
 }
 
 #[test]
