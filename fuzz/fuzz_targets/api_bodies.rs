@@ -1,11 +1,14 @@
 //! JSON request bodies, decoded the way the server decodes them
 //! (`extract::parse_object`: a JSON object, unknown fields refused) into every
 //! struct a handler takes — among them the JSON form of session-recording
-//! uploads (`StartRecording`, `AppendChunk`) and what the gateway sends: any
-//! bytes give a value or an error, never a panic.
+//! uploads (`StartRecording`, `AppendChunk`), what the gateway sends, token
+//! exchange, federations and OIDC sign-in: any bytes give a value or an
+//! error, never a panic.
 #![no_main]
 use latch_server::extract::parse_object;
-use latch_server::routes::{auth, gateway, groups, jit, policy, recordings, sps, ssh, sys, tokens, users};
+use latch_server::routes::{
+    auth, exchange, federations, gateway, groups, jit, oidc_login, policy, recordings, sps, ssh, sys, tokens, users,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,4 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_object::<gateway::AuthorizeSession>(data);
     let _ = parse_object::<gateway::GrantPoll>(data);
     let _ = parse_object::<sys::AdvanceClock>(data);
+    let _ = parse_object::<exchange::ExchangeRequest>(data);
+    let _ = parse_object::<federations::CreateFederation>(data);
+    let _ = parse_object::<oidc_login::StartRequest>(data);
+    let _ = parse_object::<oidc_login::CallbackRequest>(data);
 });
