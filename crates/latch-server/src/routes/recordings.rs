@@ -299,12 +299,12 @@ pub async fn start(
 }
 
 /// A validated chunk: its normalized lines and totals.
-struct Parsed {
-    body: String,
-    events: i64,
-    bytes: i64,
-    first_us: i64,
-    last_us: i64,
+pub struct Parsed {
+    pub body: String,
+    pub events: i64,
+    pub bytes: i64,
+    pub first_us: i64,
+    pub last_us: i64,
 }
 
 /// One event line as sent: `[time, code, data]`.
@@ -312,7 +312,7 @@ struct Parsed {
 struct WireEvent<'a>(f64, #[serde(borrow)] std::borrow::Cow<'a, str>, #[serde(borrow)] std::borrow::Cow<'a, str>);
 
 /// Checks every line of `events`; the first bad one is named, nothing is kept.
-fn parse_events(events: &str) -> ApiResult<Parsed> {
+pub fn parse_events(events: &str) -> ApiResult<Parsed> {
     let mut out = Parsed { body: String::with_capacity(events.len()), events: 0, bytes: 0, first_us: 0, last_us: 0 };
     for (i, raw) in events.split('\n').enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw).trim();
