@@ -73,6 +73,16 @@ impl AuditDraft {
         self.details = d;
         self
     }
+    /// Adds one fact to `details` (an object), keeping the others.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if !self.details.is_object() {
+            self.details = Value::Object(Default::default());
+        }
+        if let Value::Object(m) = &mut self.details {
+            m.insert(key.to_string(), value.into());
+        }
+        self
+    }
     pub fn context(mut self, request_id: &str, source: &str) -> Self {
         self.request_id = request_id.to_string();
         self.source = source.to_string();

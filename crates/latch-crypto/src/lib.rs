@@ -11,10 +11,12 @@
 
 pub mod jose;
 pub mod jwt;
+pub mod keyring;
 pub mod keys;
 pub mod password;
 pub mod random;
 pub mod seal;
+pub mod shamir;
 pub mod totp;
 
 use sha2::{Digest, Sha256};

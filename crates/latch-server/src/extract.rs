@@ -169,6 +169,14 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    // Vault clients send their token in `X-Vault-Token`.
+    if let Some(v) = parts.headers.get("x-vault-token") {
+        let t =
+            v.to_str().map_err(|_| ApiError::Unauthenticated("the X-Vault-Token header is not valid text".into()))?;
+        if !t.trim().is_empty() {
+            return Ok(t.trim());
+        }
+    }
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
         return Err(ApiError::Unauthenticated(
             "missing token: send `Authorization: Bearer <token>` (the CLI reads LATCH_TOKEN)".into(),

@@ -75,18 +75,29 @@ fn parse(path: &Path, text: &str) -> Result<SigningKey, KeyError> {
 }
 
 fn create(path: &Path) -> Result<SigningKey, KeyError> {
+    let key = SigningKey::generate()?;
+    let hex = Zeroizing::new(latch_crypto::hex(&*key.seed()));
+    write_secret_file(path, &hex)?;
+    Ok(key)
+}
+
+/// The dev server's one unseal share: dev mode unseals itself with it.
+pub fn dev_unseal_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("unseal-dev.share")
+}
+
+/// Writes `text` to a new file (mode 0600, directory 0700), durably; never
+/// overwrites a file another process just wrote.
+pub fn write_secret_file(path: &Path, text: &str) -> Result<(), KeyError> {
     let werr = |source| KeyError::Write { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(werr)?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(werr)?;
     }
-    let key = SigningKey::generate()?;
-    let hex = Zeroizing::new(latch_crypto::hex(&*key.seed()));
-    // create_new: never overwrite a key another process just wrote.
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(werr)?;
-    f.write_all(hex.as_bytes()).map_err(werr)?;
+    f.write_all(text.as_bytes()).map_err(werr)?;
     f.sync_all().map_err(werr)?;
-    Ok(key)
+    Ok(())
 }
 
 #[cfg(test)]

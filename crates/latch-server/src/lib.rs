@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod barrier;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -148,7 +149,9 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = router
         .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json) }))
         // The dashboard: HTML pages, not part of the API document.
-        .merge(ui::router().with_state(state))
+        .merge(ui::router().with_state(state.clone()))
+        // Vault's API subset, for Vault clients: its own dialect, outside latch's API document.
+        .merge(routes::vault::router().with_state(state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -44,6 +44,8 @@ pub enum ServeError {
     Policy(String),
     #[error("SSH CA: {0}")]
     SshCa(String),
+    #[error("seal: {0}")]
+    Seal(String),
 }
 
 pub struct ServeOptions {
@@ -52,6 +54,9 @@ pub struct ServeOptions {
     pub dev: bool,
     /// Dev only: let admins move the clock forward through the API.
     pub test_clock: bool,
+    /// Dev mode: initialize the seal with one share kept in the data
+    /// directory, and unseal with it on every start.
+    pub auto_unseal: bool,
 }
 
 /// What the binary prints once the server listens.
@@ -121,7 +126,11 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         oidc_keys: Arc::new(crate::oidc::IssuerKeys::new(Arc::new(crate::oidc::HttpFetch::new()))),
         oidc_providers: cfg.oidc.clone(),
         slo: cfg.slo.clone(),
+        barrier: Default::default(),
     }));
+    if opts.auto_unseal {
+        dev_unseal(&state, &data_dir).await?;
+    }
 
     store
         .append_audit(
@@ -264,4 +273,43 @@ async fn bootstrap(st: &AppState, dev: bool) -> Result<Option<Secret>, ServeErro
         .details(json!({ "session_id": session.id }));
     st.store.login(session, None, ev).await?;
     Ok(Some(token))
+}
+
+/// Dev mode unseals itself, as Vault's dev server does: on first start it
+/// initializes the seal with one share and keeps that share in the data
+/// directory (which is what makes dev mode unfit for real secrets).
+async fn dev_unseal(st: &AppState, data_dir: &std::path::Path) -> Result<(), ServeError> {
+    let path = keys::dev_unseal_path(data_dir);
+    let store = st.store.as_ref();
+    let err = |e: crate::error::ApiError| ServeError::Seal(e.to_string());
+    if store.seal_config().await?.is_none() {
+        let audit = AuditDraft::new("system", "seal.init", "system:seal").details(json!({ "dev": true }));
+        match st.barrier.init(store, 1, 1, st.clock.now(), audit).await {
+            Ok(shares) => {
+                let share = shares.first().map(|s| latch_crypto::hex(s)).unwrap_or_default();
+                keys::write_secret_file(&path, &share)?;
+                return Ok(());
+            }
+            // Another node initialized first.
+            Err(crate::error::ApiError::Conflict(_)) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    let share = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                "dev mode: no {} — latch stays sealed: unseal it with `latch operator unseal`",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(source) => return Err(KeyError::Read { path, source }.into()),
+    };
+    let share = crate::barrier::decode_share(&share).map_err(err)?;
+    st.barrier.submit_share(store, Some(&share), true).await.map_err(err)?;
+    if st.barrier.is_sealed() {
+        return Err(ServeError::Seal(format!("{} does not unseal this data directory", path.display())));
+    }
+    Ok(())
 }

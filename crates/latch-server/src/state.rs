@@ -147,6 +147,8 @@ pub struct Inner {
     pub oidc_providers: Vec<crate::oidc_providers::OidcProvider>,
     /// Targets of `/v1/slo`.
     pub slo: SloSettings,
+    /// Whether this node holds the keys to stored secrets.
+    pub barrier: Arc<crate::barrier::Barrier>,
 }
 
 #[derive(Clone)]

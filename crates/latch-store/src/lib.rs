@@ -232,8 +232,57 @@ pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 /// Builds the audit event for one item the sweeper ends.
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
+/// The seal and the KV v2 secrets engines. Values arrive and leave
+/// encrypted: this layer never sees a secret in the clear.
 #[async_trait]
-pub trait Store: JitStore + SshStore + RecordingStore + FederationStore + OidcStore + Send + Sync + 'static {
+pub trait SecretStore: Send + Sync + 'static {
+    async fn seal_config(&self) -> Result<Option<SealConfig>>;
+    /// Stores the first seal configuration; `Conflict` if already initialized.
+    async fn init_seal(&self, c: SealConfig, audit: AuditDraft) -> Result<()>;
+    /// Replaces the sealed keyring if its active version is still
+    /// `expect_active` (`Conflict` otherwise: someone else rotated).
+    async fn set_keyring(&self, keyring: String, active: i64, expect_active: i64, audit: AuditDraft) -> Result<()>;
+
+    async fn create_mount(&self, m: KvMount, audit: AuditDraft) -> Result<KvMount>;
+    async fn list_mounts(&self) -> Result<Vec<KvMount>>;
+    /// Changes a mount's defaults (`max_versions`, `cas_required`, `delete_version_after`).
+    async fn tune_mount(&self, path: &str, u: KvMetaUpdate, audit: AuditDraft) -> Result<KvMount>;
+    /// Removes a mount and every secret in it.
+    async fn delete_mount(&self, path: &str, audit: AuditDraft) -> Result<()>;
+
+    /// Writes the next version (pruning versions beyond `max_versions`).
+    async fn kv_put(&self, w: KvWrite, audit: AuditDraft) -> Result<(KvMeta, KvVersion)>;
+    /// The metadata and every kept version (without ciphertext when `with_data` is false).
+    async fn kv_get(&self, mount: &str, path: &str) -> Result<Option<(KvMeta, Vec<KvVersion>)>>;
+    /// One version (the current one when `version` is `None`) with its ciphertext.
+    async fn kv_version(&self, mount: &str, path: &str, version: Option<i64>) -> Result<Option<(KvMeta, KvVersion)>>;
+    /// Paths in `mount` starting with `prefix`, sorted.
+    async fn kv_paths(&self, mount: &str, prefix: &str) -> Result<Vec<String>>;
+    /// Soft-deletes (`deleted`) or undeletes versions; destroyed ones stay destroyed.
+    async fn kv_set_deleted(
+        &self,
+        mount: &str,
+        path: &str,
+        versions: Vec<i64>,
+        deleted: bool,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Destroys versions: their ciphertext and wrapped key are erased.
+    async fn kv_destroy(&self, mount: &str, path: &str, versions: Vec<i64>, audit: AuditDraft) -> Result<()>;
+    /// Creates or changes a secret's metadata.
+    async fn kv_update_meta(&self, mount: &str, path: &str, u: KvMetaUpdate, audit: AuditDraft) -> Result<KvMeta>;
+    /// Removes a secret, its metadata and every version.
+    async fn kv_delete_all(&self, mount: &str, path: &str, audit: AuditDraft) -> Result<()>;
+    /// Up to `limit` data keys wrapped by a master key version below `active`.
+    async fn keys_to_rewrap(&self, active: i64, limit: usize) -> Result<Vec<WrappedKey>>;
+    /// Stores re-wrapped data keys (each only if it was not changed meanwhile).
+    async fn store_rewrapped(&self, keys: Vec<(WrappedKey, StoredEnvelope)>) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait Store:
+    JitStore + SshStore + RecordingStore + FederationStore + OidcStore + SecretStore + Send + Sync + 'static
+{
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;
     async fn get_user(&self, name: &str) -> Result<Option<User>>;

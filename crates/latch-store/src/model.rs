@@ -495,3 +495,92 @@ pub struct SloData {
     /// M6: grant revocations committed in the window, oldest first.
     pub revocations: Vec<Revocation>,
 }
+
+/// The seal: shares and threshold of the unseal key, and the keyring sealed
+/// under it (hex).
+#[derive(Clone, Debug)]
+pub struct SealConfig {
+    pub shares: i64,
+    pub threshold: i64,
+    pub keyring: String,
+    pub active_version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A KV v2 secrets engine mounted at `path`.
+#[derive(Clone, Debug)]
+pub struct KvMount {
+    pub path: String,
+    pub description: String,
+    pub accessor: String,
+    /// Versions kept per secret; 0 means the default.
+    pub max_versions: i64,
+    pub cas_required: bool,
+    /// Versions are soft-deleted this long after they are written; 0: never.
+    pub delete_version_after_ms: i64,
+    pub created_at: Timestamp,
+}
+
+/// A secret's metadata (everything but its values, which are never here).
+#[derive(Clone, Debug)]
+pub struct KvMeta {
+    pub mount: String,
+    pub path: String,
+    pub current_version: i64,
+    pub oldest_version: i64,
+    pub max_versions: i64,
+    pub cas_required: bool,
+    pub delete_version_after_ms: i64,
+    /// JSON object of strings.
+    pub custom_metadata: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A value encrypted under a data key wrapped by master key `master_version`
+/// (hex columns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    pub master_version: i64,
+    pub wrapped_key: String,
+    pub ciphertext: String,
+}
+
+/// One version of a secret; `envelope` is `None` once destroyed.
+#[derive(Clone, Debug)]
+pub struct KvVersion {
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+    pub destroyed: bool,
+    pub envelope: Option<StoredEnvelope>,
+}
+
+/// A write of a new version.
+#[derive(Clone, Debug)]
+pub struct KvWrite {
+    pub mount: String,
+    pub path: String,
+    /// Check-and-set: write only if the current version is this (0: only if absent).
+    pub cas: Option<i64>,
+    pub envelope: StoredEnvelope,
+}
+
+/// A change to a secret's metadata; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct KvMetaUpdate {
+    pub max_versions: Option<i64>,
+    pub cas_required: Option<bool>,
+    pub delete_version_after_ms: Option<i64>,
+    pub custom_metadata: Option<String>,
+}
+
+/// A data key to re-wrap under the active master key.
+#[derive(Clone, Debug)]
+pub struct WrappedKey {
+    pub mount: String,
+    pub path: String,
+    pub version: i64,
+    pub envelope: StoredEnvelope,
+}

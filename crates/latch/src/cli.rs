@@ -214,6 +214,10 @@ pub struct ServerArgs {
     /// Dev mode only: let administrators move the server's clock forward (for tests).
     #[arg(long, requires = "dev", hide = true)]
     pub test_clock: bool,
+    /// Dev mode only: do not initialize and unseal the seal automatically
+    /// (to exercise `latch operator init` and `unseal`).
+    #[arg(long, requires = "dev", hide = true)]
+    pub dev_sealed: bool,
     /// Dev mode only: write a signed audit checkpoint this often (for tests; default 1m).
     #[arg(long, default_value = "1m", requires = "dev", hide = true)]
     pub checkpoint_interval: String,
@@ -317,6 +321,33 @@ pub enum OperatorCmd {
         #[arg(long, env = "LATCH_STORAGE", value_name = "postgres://…")]
         storage: String,
     },
+    /// Initialize the seal: create the master keyring and print the unseal
+    /// key's shares, once. Keep each share with a different person.
+    Init {
+        /// How many shares to split the unseal key into.
+        #[arg(long, default_value_t = 5)]
+        shares: usize,
+        /// How many shares unseal a server.
+        #[arg(long, default_value_t = 3)]
+        threshold: usize,
+    },
+    /// Submit one unseal share (read from stdin when not given); the server
+    /// unseals when enough shares are in.
+    Unseal {
+        /// The share, hex or base64 as `init` printed it. Prefer stdin: an
+        /// argument shows in the shell history and the process list.
+        share: Option<String>,
+        /// Forget the shares submitted so far.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal this server: secrets are unavailable until it is unsealed again.
+    Seal,
+    /// Whether the server is initialized and sealed, and the unseal progress.
+    Status,
+    /// Rotate the master key: new secrets are wrapped with a new version at
+    /// once, and existing data keys are re-wrapped in the background.
+    RotateMaster,
 }
 
 #[derive(Args)]

@@ -171,8 +171,10 @@ impl Client {
         if !(200..300).contains(&status) {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let code = v["error"]["code"].as_str().unwrap_or("http_error").to_string();
+            // latch's `{"error": {…}}`, or the `{"errors": […]}` of its Vault-compatible routes.
             let message = v["error"]["message"]
                 .as_str()
+                .or_else(|| v["errors"][0].as_str())
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("HTTP {status} from {method} {path}"));
             return Err(ApiFailure { status, code, message }.into());

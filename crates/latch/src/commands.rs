@@ -37,7 +37,7 @@ pub fn run(cmd: Command, g: &Global) -> anyhow::Result<()> {
 }
 
 /// The first line of stdin, without its line ending.
-fn read_secret_line(what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_secret_line(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).with_context(|| format!("cannot read the {what} from stdin"))?;
     let line = line.trim_end_matches(['\n', '\r']).to_string();

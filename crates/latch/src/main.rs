@@ -16,6 +16,7 @@ mod gateway_cmd;
 mod jit_cmd;
 mod oidc_cmd;
 mod out;
+mod seal_cmd;
 mod server_cmd;
 mod sessions_cmd;
 mod slo_cmd;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     let g = cli.global.clone();
     let result = match cli.command {
         Command::Server(args) => server_cmd::run(args),
-        Command::Operator(cmd) => server_cmd::operator(cmd),
+        Command::Operator(cmd) => seal_cmd::operator(cmd, &g),
         Command::Ssh(cmd) => ssh_cmd::run(cmd, &g),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),

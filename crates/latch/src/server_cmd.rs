@@ -82,7 +82,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let rt =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let dev = args.dev;
-    let opts = ServeOptions { config, dev, test_clock: args.test_clock };
+    let opts = ServeOptions { config, dev, test_clock: args.test_clock, auto_unseal: dev && !args.dev_sealed };
     rt.block_on(serve::run(opts, move |ready: Ready| {
         // stdout carries only these machine-readable lines; logs go to stderr.
         let mut out = std::io::stdout().lock();
@@ -112,7 +112,7 @@ fn init_logging(cfg: &Config) {
     }
 }
 
-/// `latch operator …`.
+/// `latch operator migrate`.
 pub fn operator(cmd: OperatorCmd) -> anyhow::Result<()> {
     match cmd {
         OperatorCmd::Migrate { storage } => {
@@ -135,6 +135,7 @@ pub fn operator(cmd: OperatorCmd) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        _ => Err(anyhow::anyhow!("not a local operator command")),
     }
 }
 

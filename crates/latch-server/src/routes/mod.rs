@@ -17,6 +17,7 @@ pub mod ssh;
 pub mod sys;
 pub mod tokens;
 pub mod users;
+pub mod vault;
 
 use latch_core::validate_name;
 

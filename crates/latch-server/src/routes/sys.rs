@@ -25,6 +25,13 @@ pub struct Health {
     pub leader: bool,
     /// The content hash of the policy version this node decides with.
     pub policy_version: String,
+    /// Vault's fields: whether the seal was initialized, and whether this
+    /// node is sealed (secrets answer 503 "sealed"; everything else works).
+    pub initialized: bool,
+    pub sealed: bool,
+    /// Always false: every latch node serves requests itself.
+    pub standby: bool,
+    pub server_time_utc: i64,
 }
 
 #[utoipa::path(get, path = "/v1/sys/health", tag = "sys",
@@ -34,6 +41,9 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let storage = st.store.backend_name().to_string();
     let leader = st.store.is_leader();
     let policy_version = st.policy().hash().to_string();
+    let initialized = matches!(st.store.seal_config().await, Ok(Some(_)));
+    let sealed = st.barrier.is_sealed();
+    let server_time_utc = st.clock.now().secs();
     match st.store.audit_head().await {
         Ok((seq, _)) => (
             StatusCode::OK,
@@ -45,6 +55,10 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 database: "ok".into(),
                 leader,
                 policy_version,
+                initialized,
+                sealed,
+                standby: false,
+                server_time_utc,
             }),
         ),
         Err(e) => {
@@ -57,6 +71,10 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 database: "unreachable".into(),
                 leader,
                 policy_version,
+                initialized,
+                sealed,
+                standby: false,
+                server_time_utc,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(health))
         }

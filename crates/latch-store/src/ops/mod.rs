@@ -5,5 +5,6 @@ pub(crate) mod identity;
 mod jit;
 mod oidc;
 mod recordings;
+mod secrets;
 pub(crate) mod ssh;
 mod stats;
