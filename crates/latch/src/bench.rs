@@ -21,6 +21,9 @@ pub fn run(cmd: BenchCmd, g: &Global) -> anyhow::Result<()> {
         BenchCmd::Audit { events, writers, verify_events, dir } => audit(g, events, writers, verify_events, dir),
         BenchCmd::Policy { roles, principals, decisions } => crate::bench_jit::policy(g, roles, principals, decisions),
         BenchCmd::Http { requests, concurrency, seconds } => crate::bench_jit::http(g, requests, concurrency, seconds),
+        BenchCmd::Kv { vault_addr, vault_token, mount, ops, concurrency } => {
+            crate::bench_kv::run(g, &vault_addr, &vault_token, &mount, ops, concurrency)
+        }
         BenchCmd::Ssh { certs, concurrency } => crate::bench_ssh::run(g, certs, concurrency),
         BenchCmd::Cluster { storage, nodes, requests, concurrency, trials } => {
             crate::bench_cluster::run(g, &storage, nodes, requests, concurrency, trials)

@@ -656,6 +656,24 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// KV v2 writes then reads over HTTP against any server with Vault's API
+    /// (latch or OpenBao), with the same client for both.
+    Kv {
+        /// The server, e.g. http://127.0.0.1:8200.
+        #[arg(long, env = "VAULT_ADDR")]
+        vault_addr: String,
+        /// A token that may mount engines and write secrets.
+        #[arg(long, env = "VAULT_TOKEN", hide_env_values = true)]
+        vault_token: String,
+        /// The engine to (re)create for the run.
+        #[arg(long, default_value = "bench-kv")]
+        mount: String,
+        /// Writes, then as many reads.
+        #[arg(long, default_value_t = 5_000)]
+        ops: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// SSH certificate signing: in process, then over HTTP against a fresh dev server.
     Ssh {
         #[arg(long, default_value_t = 20_000)]

@@ -7,6 +7,7 @@ mod audit_cmd;
 mod bench;
 mod bench_cluster;
 mod bench_jit;
+mod bench_kv;
 mod bench_ssh;
 mod cli;
 mod client;
