@@ -52,3 +52,16 @@ CREATE TABLE kv_versions (
     PRIMARY KEY (mount, path, version)
 );
 CREATE INDEX kv_versions_master ON kv_versions (master_version);
+
+-- Tokens made through Vault's `auth/token/create`: latch sessions of the
+-- creating principal, bounded by (and revoked with) their parent session.
+CREATE TABLE child_tokens (
+    session_id     TEXT PRIMARY KEY REFERENCES sessions(id),
+    parent_id      TEXT,                 -- NULL: an orphan (administrators only)
+    display_name   TEXT NOT NULL,
+    meta           TEXT NOT NULL,        -- JSON object of strings (not secret)
+    renewable      BOOLEAN NOT NULL,
+    ttl_ms         BIGINT NOT NULL,      -- what a renewal without increment extends by
+    max_expires_at BIGINT NOT NULL       -- renewals never pass it
+);
+CREATE INDEX child_tokens_parent ON child_tokens (parent_id);

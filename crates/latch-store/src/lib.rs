@@ -232,6 +232,17 @@ pub type RecordingAudit = Box<dyn FnOnce(&Recording) -> AuditDraft + Send>;
 /// Builds the audit event for one item the sweeper ends.
 pub type SweepAudit<T> = Box<dyn Fn(&T) -> AuditDraft + Send + Sync>;
 
+/// Tokens made from other tokens (Vault's `auth/token/*`).
+#[async_trait]
+pub trait ChildTokenStore: Send + Sync + 'static {
+    /// A new session made from the parent session (or an orphan).
+    async fn create_child_session(&self, s: NewSession, t: ChildToken, audit: AuditDraft) -> Result<Session>;
+    async fn session_by_hash(&self, token_hash: &str) -> Result<Option<SessionInfo>>;
+    async fn session_by_id(&self, id: &str) -> Result<Option<SessionInfo>>;
+    /// Moves a live session's expiry.
+    async fn renew_session(&self, id: &str, expires_at: Timestamp, audit: AuditDraft) -> Result<()>;
+}
+
 /// The seal and the KV v2 secrets engines. Values arrive and leave
 /// encrypted: this layer never sees a secret in the clear.
 #[async_trait]
@@ -281,7 +292,16 @@ pub trait SecretStore: Send + Sync + 'static {
 
 #[async_trait]
 pub trait Store:
-    JitStore + SshStore + RecordingStore + FederationStore + OidcStore + SecretStore + Send + Sync + 'static
+    JitStore
+    + SshStore
+    + RecordingStore
+    + FederationStore
+    + OidcStore
+    + SecretStore
+    + ChildTokenStore
+    + Send
+    + Sync
+    + 'static
 {
     // --- users ---
     async fn create_user(&self, user: NewUser, groups: Vec<String>, audit: AuditDraft) -> Result<User>;

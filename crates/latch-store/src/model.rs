@@ -584,3 +584,30 @@ pub struct WrappedKey {
     pub version: i64,
     pub envelope: StoredEnvelope,
 }
+
+/// What Vault's `auth/token/create` adds to a session.
+#[derive(Clone, Debug)]
+pub struct ChildToken {
+    /// The session it was made from (revoked with it); `None` for an orphan.
+    pub parent_id: Option<String>,
+    pub display_name: String,
+    /// JSON object of strings.
+    pub meta: String,
+    pub renewable: bool,
+    pub ttl_ms: i64,
+    pub max_expires_at: Timestamp,
+}
+
+/// A session as Vault's token lookups show it.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub id: String,
+    pub principal_id: String,
+    pub principal_kind: PrincipalKind,
+    pub source: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    /// Present for tokens made by `auth/token/create`.
+    pub child: Option<ChildToken>,
+}

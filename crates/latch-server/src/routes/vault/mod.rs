@@ -13,6 +13,7 @@
 
 pub mod kv;
 pub mod sys;
+pub mod token;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -199,6 +200,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/sys/mounts", get(sys::list_mounts))
         .route("/v1/sys/mounts/{*path}", any(sys::mount))
         .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::ui_mount))
+        .route("/v1/auth/token/{op}", any(token::dispatch))
         .route("/v1/{mount}/config", any(kv::config))
         .route("/v1/{mount}/data/{*path}", any(kv::data))
         .route("/v1/{mount}/metadata", any(kv::metadata_root))
