@@ -26,5 +26,5 @@ pub mod schema;
 pub use bundle::{Bundle, Plan, RequestOutcome, bundle_hash};
 pub use context::{Action, Decision, DecisionContext, PrincipalInfo, hour_and_weekday};
 pub use error::{BundleError, BundleErrors};
-pub use role::{Approver, RoleSpec, TokenSpec};
+pub use role::{Approver, RoleSpec, SecretsSpec, TokenSpec};
 pub use schema::{SCHEMA, schema};

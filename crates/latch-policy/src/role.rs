@@ -121,6 +121,27 @@ pub fn valid_host_pattern(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.chars().all(|c| c.is_ascii_alphanumeric() || ".-*?".contains(c))
 }
 
+/// `[credentials.secrets]`: KV secrets that belong to the role. Reading them
+/// takes an active grant of the role (check-out), for administrators too;
+/// when the grant ends, the listed fields get fresh random values (check-in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretsSpec {
+    /// `MOUNT/PATH` patterns; `*` matches one path segment or part of one.
+    pub paths: Vec<String>,
+    /// Whether grant holders may also write new versions.
+    pub write: bool,
+    /// Fields regenerated when a grant of the role ends.
+    pub rotate_on_end: Vec<String>,
+}
+
+impl SecretsSpec {
+    /// Whether the secret at `mount`/`path` belongs to this role.
+    pub fn covers(&self, mount: &str, path: &str) -> bool {
+        let full = format!("{mount}/{path}");
+        self.paths.iter().any(|p| latch_core::federation::glob_match(p, &full))
+    }
+}
+
 /// A validated role.
 #[derive(Clone, Debug, Serialize)]
 pub struct RoleSpec {
@@ -143,6 +164,7 @@ pub struct RoleSpec {
     pub breakglass: Option<Duration>,
     pub token: Option<TokenSpec>,
     pub ssh: Option<SshSpec>,
+    pub secrets: Option<SecretsSpec>,
     /// Bundle path of the file that defines the role.
     pub file: String,
     #[serde(skip)]
@@ -263,6 +285,7 @@ impl RoleSpec {
             && self.breakglass == o.breakglass
             && self.token == o.token
             && self.ssh == o.ssh
+            && self.secrets == o.secrets
     }
 }
 
@@ -325,6 +348,19 @@ struct CredentialsToml {
     token: Option<Spanned<TokenToml>>,
     #[serde(default)]
     ssh: Option<Spanned<SshToml>>,
+    #[serde(default)]
+    secrets: Option<Spanned<SecretsToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsToml {
+    #[serde(default)]
+    paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    access: Option<Spanned<String>>,
+    #[serde(default)]
+    rotate_on_end: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -357,6 +393,59 @@ struct TokenToml {
 
 type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> BundleError + 'a;
 type Dur<'a> = dyn Fn(&Spanned<String>, &str, &mut Vec<BundleError>) -> Option<Duration> + 'a;
+
+/// `[credentials.secrets]`, validated; problems go to `errs`.
+fn secrets_spec(section: Spanned<SecretsToml>, at: &At<'_>, errs: &mut Vec<BundleError>) -> SecretsSpec {
+    let span = section.span();
+    let t = section.into_inner();
+    if t.paths.is_empty() {
+        errs.push(at(
+            span.clone(),
+            "credentials.secrets.paths is empty: list the MOUNT/PATH patterns of the role's secrets".into(),
+        ));
+    }
+    let mut paths = Vec::new();
+    for p in &t.paths {
+        let v = p.get_ref().trim();
+        let mount = v.split('/').next().unwrap_or("");
+        let ok = v.contains('/')
+            && latch_core::validate_name("mount", mount).is_ok()
+            && !mount.contains('*')
+            && v.len() <= 512
+            && !v.chars().any(char::is_control)
+            && v.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+        if ok {
+            paths.push(v.to_string());
+        } else {
+            errs.push(at(
+                p.span(),
+                format!("secret path pattern {v:?} must be MOUNT/PATH (e.g. \"secret/prod/db/*\"), with no empty, `.` or `..` segment"),
+            ));
+        }
+    }
+    let write = match t.access.as_ref().map(|a| a.get_ref().as_str()) {
+        None | Some("read") => false,
+        Some("read-write") => true,
+        Some(other) => {
+            let span = t.access.as_ref().map(|a| a.span()).unwrap_or(span);
+            errs.push(at(span, format!("credentials.secrets.access is \"read\" or \"read-write\", not {other:?}")));
+            false
+        }
+    };
+    let mut rotate_on_end = Vec::new();
+    for f in &t.rotate_on_end {
+        let v = f.get_ref();
+        if v.is_empty() || v.len() > 64 || v.chars().any(char::is_control) || rotate_on_end.contains(v) {
+            errs.push(at(
+                f.span(),
+                format!("rotate_on_end field {v:?} must be a distinct, printable name of ≤ 64 bytes"),
+            ));
+        } else {
+            rotate_on_end.push(v.clone());
+        }
+    }
+    SecretsSpec { paths, write, rotate_on_end }
+}
 
 /// `[credentials.ssh]`, validated; problems go to `errs`.
 fn ssh_spec(section: Spanned<SshToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Vec<BundleError>) -> SshSpec {
@@ -577,8 +666,10 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
         }
     };
 
-    let (token_raw, ssh_raw) = raw.credentials.map(|c| (c.token, c.ssh)).unwrap_or((None, None));
+    let (token_raw, ssh_raw, secrets_raw) =
+        raw.credentials.map(|c| (c.token, c.ssh, c.secrets)).unwrap_or((None, None, None));
     let ssh = ssh_raw.map(|s| ssh_spec(s, &at, &dur, &mut errs));
+    let secrets = secrets_raw.map(|s| secrets_spec(s, &at, &mut errs));
     // [credentials.token]
     let token = match token_raw {
         None => None,
@@ -622,6 +713,7 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
             breakglass,
             token,
             ssh,
+            secrets,
             file: file.to_string(),
             ticket_regex,
         }),
@@ -712,6 +804,31 @@ max_ttl = "15m"
         assert_eq!(e.line, Some(3), "{e}");
         let e = one_err("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\nx = 1\n");
         assert!(e.line.is_some_and(|l| l >= 5), "{e}");
+    }
+
+    #[test]
+    fn secrets_credentials_are_validated() {
+        let head = "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.secrets]\n";
+        let ok =
+            format!("{head}paths = [\"secret/prod/db/*\"]\naccess = \"read-write\"\nrotate_on_end = [\"password\"]\n");
+        let r = parse_role("roles/a.toml", &ok).unwrap();
+        let s = r.secrets.unwrap();
+        assert!(s.write);
+        assert!(s.covers("secret", "prod/db/main"));
+        assert!(!s.covers("secret", "prod/db/main/deeper"), "`*` stays within one segment");
+        assert!(!s.covers("other", "prod/db/main"));
+        for (bad, says) in [
+            ("paths = []\n", "paths is empty"),
+            ("paths = [\"nomount\"]\n", "MOUNT/PATH"),
+            ("paths = [\"secret/../x\"]\n", "MOUNT/PATH"),
+            ("paths = [\"s*/x\"]\n", "MOUNT/PATH"),
+            ("paths = [\"secret/x\"]\naccess = \"all\"\n", "read-write"),
+            ("paths = [\"secret/x\"]\nrotate_on_end = [\"a\", \"a\"]\n", "distinct"),
+            ("paths = [\"secret/x\"]\nttl = \"1h\"\n", "unknown field"),
+        ] {
+            let e = parse_role("roles/a.toml", &format!("{head}{bad}")).unwrap_err();
+            assert!(e.iter().any(|e| e.to_string().contains(says)), "{bad}: {e:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod barrier;
+pub mod checkin;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -150,6 +150,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         tokio::spawn(jobs::sweeper(state.clone())),
         tokio::spawn(jobs::prune_token_keys(state.clone())),
         tokio::spawn(jobs::follow_policy(state.clone())),
+        tokio::spawn(crate::checkin::run(state.clone())),
     ];
     if let Some(url) = cfg.jit.webhook.clone() {
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));

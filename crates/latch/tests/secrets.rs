@@ -376,3 +376,93 @@ fn bad_input_is_refused_precisely_and_changes_nothing() {
     assert_eq!(get(&s, "a").1["data"]["data"], json!({"v": "1"}));
     assert_eq!(s.sql("SELECT count(*) FROM kv_secrets"), vec!["1"]);
 }
+
+const DB_ROLE: &str = r#"name = "prod-db"
+max_duration = "2h"
+[approval]
+required = 0
+[credentials.secrets]
+paths = ["secret/prod/db/*"]
+rotate_on_end = ["password"]
+"#;
+
+const ELIGIBLE: &str = r#"@id("eng")
+permit(principal in Group::"eng", action in [Action::"request", Action::"activate"], resource);
+"#;
+
+fn vault_as(s: &Server, token: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let raw = body.map(|b| b.to_string());
+    let (st, _, text) = s.http_raw(method, path, None, raw.as_deref(), &[("X-Vault-Token", token)]);
+    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_role_bound_secret_is_read_only_under_a_grant_and_rotated_when_the_grant_ends() {
+    let s = Server::start();
+    s.cli(&["group", "create", "eng"]).ok();
+    s.create_user("alice", "correct horse battery", &["eng"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("roles/prod-db.toml"), DB_ROLE).unwrap();
+    std::fs::write(dir.path().join("policies/main.cedar"), ELIGIBLE).unwrap();
+    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    let alice = s.login("alice", "correct horse battery", None).unwrap();
+    enable_kv(&s, "secret");
+    let password = secret_value("prod-db");
+    put(&s, "prod/db/main", json!({ "user": "app", "password": password }));
+
+    // Nobody reads it without a grant — administrators neither.
+    let (code, body) = get(&s, "prod/db/main");
+    assert_eq!(code, 403, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("latch request prod-db"), "{body}");
+    assert_eq!(vault_as(&s, &alice, "GET", "/v1/secret/data/prod/db/main", None).0, 403);
+    // Secrets of no role stay with administrators.
+    put(&s, "other/x", json!({ "k": "v" }));
+    assert_eq!(vault_as(&s, &alice, "GET", "/v1/secret/data/other/x", None).0, 403);
+
+    // Check-out: a grant of the role opens it, and the read names the grant.
+    let out = s.cli_as(&alice, &["request", "prod-db", "--reason", "migration", "-o", "json"], None).ok().json();
+    let grant = out["grant"]["id"].as_str().unwrap().to_string();
+    let (code, body) = vault_as(&s, &alice, "GET", "/v1/secret/data/prod/db/main", None);
+    assert_eq!((code, body["data"]["data"]["password"].clone()), (200, json!(password)));
+    let read = s.audit("secret.read");
+    assert_eq!(read.last().unwrap()["details"]["grant"], json!(grant), "{read:?}");
+    // Read access only: no writes, no deletes, no listing.
+    let (code, _) =
+        vault_as(&s, &alice, "POST", "/v1/secret/data/prod/db/main", Some(&json!({"data": {"password": "mine"}})));
+    assert_eq!(code, 403);
+    assert_eq!(vault_as(&s, &alice, "DELETE", "/v1/secret/data/prod/db/main", None).0, 403);
+    assert_eq!(vault_as(&s, &alice, "GET", "/v1/secret/metadata/prod/db?list=true", None).0, 403);
+
+    // Check-in: revoking the grant rotates the password; the other field stays.
+    s.cli(&["revoke", &grant, "--reason", "done"]).ok();
+    common::eventually("the password rotated after revocation", || {
+        vault(&s, "GET", "/v1/secret/metadata/prod/db/main", None).1["data"]["current_version"] == 2
+    });
+    assert_eq!(vault_as(&s, &alice, "GET", "/v1/secret/data/prod/db/main", None).0, 403, "the grant is over");
+    let rotated = s.audit("secret.rotate");
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        (rotated[0]["details"]["grant"].clone(), rotated[0]["details"]["fields"].clone()),
+        (json!(grant), json!(["password"]))
+    );
+
+    // Expiry rotates too: a second grant, then time passes.
+    let out =
+        s.cli_as(&alice, &["request", "prod-db", "--for", "30m", "--reason", "again", "-o", "json"], None).ok().json();
+    let grant2 = out["grant"]["id"].as_str().unwrap().to_string();
+    let (_, body) = vault_as(&s, &alice, "GET", "/v1/secret/data/prod/db/main", None);
+    let second = body["data"]["data"]["password"].as_str().unwrap().to_string();
+    secrets::note(&second);
+    assert_ne!(second, password);
+    assert_eq!(body["data"]["data"]["user"], "app");
+    assert_eq!(second.len(), 32);
+    s.advance("31m");
+    common::eventually("the password rotated after expiry", || {
+        vault(&s, "GET", "/v1/secret/metadata/prod/db/main", None).1["data"]["current_version"] == 3
+    });
+    assert_eq!(s.audit("secret.rotate").last().unwrap()["details"]["grant"], json!(grant2));
+    // Nothing was rotated that the role does not cover.
+    assert_eq!(vault(&s, "GET", "/v1/secret/metadata/other/x", None).1["data"]["current_version"], 1);
+}

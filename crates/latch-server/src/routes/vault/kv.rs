@@ -6,8 +6,12 @@
 //! of values, deletions and destructions are audited with the secret's path
 //! and, for writes, an HMAC of the value — never the value.
 //!
-//! Who may do what: latch administrators manage engines and secrets.
-// (Role-bound secrets readable under a grant come with the check-out work.)
+//! Who may do what. A secret covered by a role's `[credentials.secrets]`
+//! belongs to that role: reading its value takes an active grant of the role
+//! — administrators included, so nobody holds standing access to it
+//! (check-out); a role with `access = "read-write"` lets grant holders write
+//! new versions. Secrets of no role, listing, deleting, destroying and
+//! metadata changes are for latch administrators.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -67,8 +71,64 @@ fn mount_name(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_string())
 }
 
-/// Who may use the engine: for now, latch administrators.
-fn authorize(c: MaybeCaller) -> VaultResult<Principal> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A value.
+    Read,
+    /// The metadata of one secret (no values): administrators, or a grant.
+    Metadata,
+    /// A new version.
+    Write,
+    /// Delete, undelete, destroy, metadata changes, listing.
+    Manage,
+}
+
+/// The caller, and the grant it acts under when the secret belongs to a role.
+async fn authorize(
+    st: &AppState,
+    c: MaybeCaller,
+    mount: &str,
+    path: &str,
+    need: Need,
+) -> VaultResult<(Principal, Option<String>)> {
+    let p = super::caller(c)?;
+    let policy = st.policy();
+    let roles: Vec<(String, bool)> = policy
+        .roles()
+        .filter_map(|r| r.secrets.as_ref().filter(|s| s.covers(mount, path)).map(|s| (r.name.clone(), s.write)))
+        .collect();
+    if roles.is_empty() || need == Need::Manage || (need != Need::Read && p.is_admin()) {
+        if p.is_admin() {
+            return Ok((p, None));
+        }
+        let why = if roles.is_empty() {
+            format!("secret {mount}/{path} belongs to no role: only latch administrators may use it")
+        } else {
+            "only latch administrators may list, delete, destroy or change the metadata of secrets".to_string()
+        };
+        return Err(ApiError::Forbidden(why).into());
+    }
+    let now = st.clock.now();
+    let grants = st.store.list_grants(Some(&p.id), Some(now)).await.map_err(ApiError::from)?;
+    let reads = matches!(need, Need::Read | Need::Metadata);
+    let usable = grants.iter().find(|g| roles.iter().any(|(r, w)| g.role == *r && (reads || *w)));
+    match usable {
+        Some(g) => Ok((p, Some(g.id.clone()))),
+        None => {
+            let names: Vec<&str> = roles.iter().filter(|(_, w)| reads || *w).map(|(r, _)| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "secret {mount}/{path} belongs to role {}: {} it takes an active grant — `latch request {}`",
+                names.join(" or "),
+                if reads { "reading" } else { "writing" },
+                names.first().copied().unwrap_or("ROLE")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Only administrators (engine-wide operations).
+fn admin_only(c: MaybeCaller) -> VaultResult<Principal> {
     admin(c)
 }
 
@@ -127,11 +187,16 @@ pub async fn data(
     bytes: Bytes,
 ) -> VaultResult {
     let ring = keyring(&st).await?;
-    let p = authorize(caller)?;
     let mount = mount_name(&mount)?;
     let path = secret_path(&raw)?;
+    let need = match method {
+        Method::GET => Need::Read,
+        Method::DELETE => Need::Manage,
+        _ => Need::Write,
+    };
+    let (p, grant) = authorize(&st, caller, &mount, &path, need).await?;
     match method {
-        Method::GET => read(&st, &ctx, &p, &ring, &mount, &path, &q).await,
+        Method::GET => read(&st, &ctx, &p, grant.as_deref(), &ring, &mount, &path, &q).await,
         Method::POST | Method::PUT => {
             let b: WriteBody = body(&bytes)?;
             let data = b.data.ok_or_else(|| ApiError::BadRequest("no data provided: send {\"data\": {…}}".into()))?;
@@ -248,10 +313,12 @@ fn open_value(ring: &Keyring, mount: &str, path: &str, v: &KvVersion) -> VaultRe
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read(
     st: &AppState,
     ctx: &Ctx,
     p: &Principal,
+    grant: Option<&str>,
     ring: &Keyring,
     mount: &str,
     path: &str,
@@ -277,7 +344,11 @@ async fn read(
         return Ok((axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response());
     }
     let data = open_value(ring, mount, path, &v)?;
-    let audit = ctx.audit(p.audit_name(), "secret.read", format!("secret:{mount}/{path}")).detail("version", v.version);
+    let mut audit =
+        ctx.audit(p.audit_name(), "secret.read", format!("secret:{mount}/{path}")).detail("version", v.version);
+    if let Some(g) = grant {
+        audit = audit.detail("grant", g);
+    }
     st.store.append_audit(audit).await.map_err(ApiError::from)?;
     Ok(envelope(json!({ "data": data, "metadata": metadata })))
 }
@@ -311,7 +382,7 @@ pub async fn metadata_root(
     Query(q): Params,
 ) -> VaultResult {
     keyring(&st).await?;
-    authorize(caller)?;
+    admin_only(caller)?;
     let mount = mount_name(&mount)?;
     if !is_list(&method, q.get("list").map(String::as_str)) {
         return Err(super::method_not_allowed(&method, "the metadata root (LIST it)"));
@@ -350,14 +421,16 @@ pub async fn metadata(
     bytes: Bytes,
 ) -> VaultResult {
     keyring(&st).await?;
-    let p = authorize(caller)?;
     let mount = mount_name(&mount)?;
     if is_list(&method, q.get("list").map(String::as_str)) {
+        admin_only(caller)?;
         let dir = raw.trim_start_matches('/').trim_end_matches('/');
         let prefix = if dir.is_empty() { String::new() } else { format!("{}/", secret_path(dir)?) };
         return list(&st, &mount, &prefix).await;
     }
     let path = secret_path(&raw)?;
+    let need = if method == Method::GET { Need::Metadata } else { Need::Manage };
+    let (p, _) = authorize(&st, caller, &mount, &path, need).await?;
     let target = format!("secret:{mount}/{path}");
     match method {
         Method::GET => {
@@ -509,12 +582,12 @@ async fn set_versions(
     action: &str,
 ) -> VaultResult {
     keyring(&st).await?;
-    let p = authorize(caller)?;
     if !matches!(method, Method::POST | Method::PUT) {
         return Err(super::method_not_allowed(&method, action));
     }
     let mount = mount_name(&mount)?;
     let path = secret_path(&raw)?;
+    let (p, _) = authorize(&st, caller, &mount, &path, Need::Manage).await?;
     let versions = versions_of(&bytes)?;
     let audit = ctx.audit(p.audit_name(), action, format!("secret:{mount}/{path}"));
     let r = match action {
@@ -570,7 +643,7 @@ pub async fn config(
     Path(mount): Path<String>,
     bytes: Bytes,
 ) -> VaultResult {
-    let p = authorize(caller)?;
+    let p = admin_only(caller)?;
     let mount = mount_name(&mount)?;
     match method {
         Method::GET => {
