@@ -53,6 +53,7 @@
 //! long_lived_max = 4          # M4: long-lived privileged credentials, at most
 //! sp_secret_max_age = "90d"   # M4: service-principal secrets older than this count
 //! signing_key_max_age = "365d"    # M4: SSH CA and token signing keys older than this count
+//! static_secret_max_age = "90d"   # M4: stored secrets whose value is older than this count
 //! credential_max_lifetime = "24h" # M4: tokens and SSH certificates valid longer than this count
 //! breakglass_budget = 2       # M5: break-glass uses allowed per breakglass_period
 //! breakglass_period = "30d"
@@ -189,6 +190,7 @@ struct RawSlo {
     long_lived_max: Option<u64>,
     sp_secret_max_age: Option<String>,
     signing_key_max_age: Option<String>,
+    static_secret_max_age: Option<String>,
     credential_max_lifetime: Option<String>,
     breakglass_budget: Option<u64>,
     breakglass_period: Option<String>,
@@ -456,6 +458,11 @@ impl Config {
             long_lived_max: r.long_lived_max.unwrap_or(sd.long_lived_max),
             sp_secret_max_age: dur("[slo] sp_secret_max_age", &r.sp_secret_max_age, sd.sp_secret_max_age)?,
             signing_key_max_age: dur("[slo] signing_key_max_age", &r.signing_key_max_age, sd.signing_key_max_age)?,
+            static_secret_max_age: dur(
+                "[slo] static_secret_max_age",
+                &r.static_secret_max_age,
+                sd.static_secret_max_age,
+            )?,
             credential_max_lifetime: dur(
                 "[slo] credential_max_lifetime",
                 &r.credential_max_lifetime,

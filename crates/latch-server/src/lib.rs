@@ -77,6 +77,7 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(sys::health))
         .routes(routes!(metrics_route::metrics))
         .routes(routes!(slo_route::slo))
+        .routes(routes!(slo_route::inventory))
         .routes(routes!(sys::advance_clock))
         .routes(routes!(auth::login))
         .routes(routes!(auth::sp_login))

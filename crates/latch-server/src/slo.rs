@@ -76,7 +76,8 @@ pub const M3_DEFINITION: &str = "Share of privileged operations in the window do
 
 pub const M4_DEFINITION: &str = "Long-lived privileged credentials as they stand at the end of the window: \
     enabled service principals whose secret was last set longer ago than sp_secret_max_age; signing keys (the \
-    SSH user CA, the active token key) older than signing_key_max_age; unexpired, unrevoked signed tokens and \
+    SSH user CA, the active token key) older than signing_key_max_age; stored secrets (KV) whose current value \
+    was written longer ago than static_secret_max_age; unexpired, unrevoked signed tokens and \
     SSH certificates issued for longer than credential_max_lifetime.";
 
 pub const M5_DEFINITION: &str = "Break-glass activations in the window, against a budget of breakglass_budget \
@@ -293,10 +294,13 @@ pub struct LongLived {
     pub service_principal_secrets: Vec<AgedCredential>,
     /// Every signing key, long-lived or not.
     pub signing_keys: Vec<AgedCredential>,
+    /// Stored secrets whose value is overdue for rotation.
+    pub static_secrets: Vec<AgedCredential>,
     pub long_lived_tokens: i64,
     pub long_lived_ssh_certificates: i64,
     pub sp_secret_max_age: String,
     pub signing_key_max_age: String,
+    pub static_secret_max_age: String,
     pub credential_max_lifetime: String,
 }
 
@@ -473,7 +477,14 @@ fn m4(cfg: &SloSettings, d: &SloData, now: Timestamp, token_kid: &str) -> LongLi
         keys.push(aged(format!("token-key:{token_kid}"), since, cfg.signing_key_max_age));
     }
     let overdue_keys = keys.iter().filter(|k| k.long_lived).count() as u64;
+    let statics: Vec<AgedCredential> = d
+        .static_secrets
+        .iter()
+        .map(|(path, at)| aged(format!("secret:{path}"), *at, cfg.static_secret_max_age))
+        .filter(|a| a.long_lived)
+        .collect();
     let value = secrets.len() as u64
+        + statics.len() as u64
         + overdue_keys
         + u64::try_from(d.long_lived_tokens).unwrap_or(0)
         + u64::try_from(d.long_lived_ssh_certs).unwrap_or(0);
@@ -484,10 +495,12 @@ fn m4(cfg: &SloSettings, d: &SloData, now: Timestamp, token_kid: &str) -> LongLi
         met: value <= cfg.long_lived_max,
         service_principal_secrets: secrets,
         signing_keys: keys,
+        static_secrets: statics,
         long_lived_tokens: d.long_lived_tokens,
         long_lived_ssh_certificates: d.long_lived_ssh_certs,
         sp_secret_max_age: format_duration(cfg.sp_secret_max_age),
         signing_key_max_age: format_duration(cfg.signing_key_max_age),
+        static_secret_max_age: format_duration(cfg.static_secret_max_age),
         credential_max_lifetime: format_duration(cfg.credential_max_lifetime),
     }
 }
@@ -785,6 +798,7 @@ mod tests {
             standing_ops: vec![("user.create".into(), 1)],
             stale_sp_secrets: vec![("ci".into(), t(-91 * 86_400))],
             ca_keys: vec![("ssh-user".into(), t(-400 * 86_400))],
+            static_secrets: vec![],
             token_key_rotations: vec![(t(-10), "kid-new".into()), (t(-20), "kid-old".into())],
             first_event: Some(t(-500 * 86_400)),
             long_lived_tokens: 1,

@@ -77,6 +77,8 @@ pub struct SloSettings {
     pub sp_secret_max_age: Duration,
     /// M4: a signing key (SSH CA, token key) older than this is long-lived.
     pub signing_key_max_age: Duration,
+    /// M4: a stored secret whose current value is older than this is long-lived.
+    pub static_secret_max_age: Duration,
     /// M4: a token or SSH certificate valid for longer than this is long-lived.
     pub credential_max_lifetime: Duration,
     /// M5: break-glass uses allowed per `breakglass_period`.
@@ -99,6 +101,7 @@ impl Default for SloSettings {
             long_lived_max: 4,
             sp_secret_max_age: Duration::from_secs(90 * DAY),
             signing_key_max_age: Duration::from_secs(365 * DAY),
+            static_secret_max_age: Duration::from_secs(90 * DAY),
             credential_max_lifetime: Duration::from_secs(DAY),
             breakglass_budget: 2,
             breakglass_period: Duration::from_secs(30 * DAY),

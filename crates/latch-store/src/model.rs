@@ -483,6 +483,9 @@ pub struct SloData {
     pub stale_sp_secrets: Vec<(String, Timestamp)>,
     /// M4: CA keys: (name, created at).
     pub ca_keys: Vec<(String, Timestamp)>,
+    /// M4: every stored KV secret with a readable current version:
+    /// (`mount/path`, when that version was written).
+    pub static_secrets: Vec<(String, Timestamp)>,
     /// M4: token-key rotations, newest first: (time, the kid made active).
     pub token_key_rotations: Vec<(Timestamp, String)>,
     /// Time of the first audit event: when the store (and its first keys) began.

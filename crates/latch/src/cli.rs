@@ -183,6 +183,9 @@ pub enum Command {
         #[arg(long, default_value = "30d")]
         window: String,
     },
+    /// Every long-lived privileged credential (service-principal secrets,
+    /// signing and master keys, stored secrets) with its age: the guide's M4.
+    Inventory,
     /// Measure latch's throughput on this machine.
     #[command(subcommand)]
     Bench(BenchCmd),

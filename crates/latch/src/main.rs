@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Replay { id, speed } => sessions_cmd::replay(&id, speed, &g),
         Command::Exchange(a) => exchange_cmd::run(a, &g),
         Command::Slo { window } => slo_cmd::run(&window, &g),
+        Command::Inventory => slo_cmd::inventory(&g),
         c @ (Command::Apply { .. }
         | Command::Roles
         | Command::Policy(_)

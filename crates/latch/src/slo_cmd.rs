@@ -74,3 +74,33 @@ fn print(v: &Value) {
     }
     println!("(definitions of each SLI: latch slo -o json)");
 }
+
+/// `latch inventory`.
+pub fn inventory(g: &Global) -> anyhow::Result<()> {
+    let c = Client::new(g)?;
+    let v: Value = c.get("/v1/inventory")?;
+    emit(g, &v, |v| {
+        let mut rows = Vec::new();
+        for (kind, key, limit) in [
+            ("service-principal secret", "service_principal_secrets", "sp_secret_max_age"),
+            ("signing key", "signing_keys", "signing_key_max_age"),
+            ("stored secret", "static_secrets", "static_secret_max_age"),
+        ] {
+            for c in v[key].as_array().into_iter().flatten() {
+                rows.push(vec![
+                    kind.to_string(),
+                    s(c, "name"),
+                    format!("{:.1}", c["age_days"].as_f64().unwrap_or_default()),
+                    s(v, limit),
+                    if c["long_lived"] == Value::Bool(true) { "OVERDUE".into() } else { "ok".into() },
+                ]);
+            }
+        }
+        table(&["kind", "credential", "age (days)", "limit", "status"], rows);
+        println!(
+            "long-lived tokens: {}, long-lived SSH certificates: {}; past their limit in all: {} (M4)",
+            v["long_lived_tokens"], v["long_lived_ssh_certificates"], v["long_lived"]
+        );
+    });
+    Ok(())
+}

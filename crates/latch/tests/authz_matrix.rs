@@ -111,6 +111,7 @@ const MATRIX: &[Row] = &[
     ("GET /metrics",                                          "",                                [N, F, F, F, A, F, N, N, N]),
     // the same readers, but always with a token (the report names principals and grants)
     ("GET /v1/slo",                                           "?window=7d",                      [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/inventory",                                     "",                                [N, F, F, F, A, F, N, N, N]),
     ("POST /v1/sys/keys/token/rotate",                        "",                                [N, F, F, F, A, F, N, N, N]),
     // -- users (admins) --
     ("GET /v1/users",                                         "",                                [N, F, F, F, A, F, N, N, N]),

@@ -197,6 +197,7 @@ fn openapi_documents_every_route() {
         "GET /v1/sys/health",
         "GET /metrics",
         "GET /v1/slo",
+        "GET /v1/inventory",
         "POST /v1/grants/{id}/ssh",
         "POST /v1/recordings",
         "GET /v1/recordings",

@@ -466,3 +466,41 @@ fn a_role_bound_secret_is_read_only_under_a_grant_and_rotated_when_the_grant_end
     // Nothing was rotated that the role does not cover.
     assert_eq!(vault(&s, "GET", "/v1/secret/metadata/other/x", None).1["data"]["current_version"], 1);
 }
+
+#[test]
+fn the_inventory_lists_long_lived_credentials_with_their_age() {
+    let s = Server::start();
+    enable_kv(&s, "secret");
+    put(&s, "old/static", json!({ "k": "v" }));
+    let sp = s.cli(&["sp", "create", "deployer", "-o", "json"]).ok().json();
+    if let Some(secret) = sp["client_secret"].as_str() {
+        secrets::note(secret);
+    }
+    let inv = s.cli(&["inventory", "-o", "json"]).ok().json();
+    assert_eq!(inv["static_secrets"][0]["name"], "secret:secret/old/static", "{inv}");
+    assert_eq!(inv["static_secrets"][0]["long_lived"], false);
+    assert!(inv["signing_keys"].as_array().unwrap().iter().any(|k| k["name"] == "master-key:v1"), "{inv}");
+    assert_eq!(inv["service_principal_secrets"][0]["name"], "sp:deployer");
+    let before = inv["long_lived"].as_u64().unwrap();
+
+    // 91 days later the stored secret and the service principal's secret are
+    // overdue (the bootstrap session is long gone: sign in again).
+    s.create_user("ops", "correct horse battery", &["admins"]);
+    s.advance("91d");
+    let ops = s.login("ops", "correct horse battery", None).unwrap();
+    let (code, _) = vault_as(&s, &ops, "POST", "/v1/secret/data/fresh/one", Some(&json!({"data": {"k": "v"}})));
+    assert_eq!(code, 200);
+    let inv = s.cli_as(&ops, &["inventory", "-o", "json"], None).ok().json();
+    let by_name = |list: &str, name: &str| {
+        inv[list].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    assert_eq!(by_name("static_secrets", "secret:secret/old/static")["long_lived"], true, "{inv}");
+    assert_eq!(by_name("static_secrets", "secret:secret/fresh/one")["long_lived"], false, "{inv}");
+    assert_eq!(by_name("service_principal_secrets", "sp:deployer")["long_lived"], true, "{inv}");
+    assert_eq!(inv["long_lived"].as_u64().unwrap(), before + 2, "{inv}");
+    // The same count is M4 of the SLO report.
+    let slo = s.cli_as(&ops, &["slo", "-o", "json"], None).ok().json();
+    assert_eq!(slo["m4"]["value"], inv["long_lived"]);
+    let text = s.cli_as(&ops, &["inventory"], None).ok().stdout;
+    assert!(text.contains("secret:secret/old/static") && text.contains("OVERDUE"), "{text}");
+}

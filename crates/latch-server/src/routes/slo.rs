@@ -62,3 +62,89 @@ pub(crate) async fn compute(st: &AppState, window: Option<&str>) -> ApiResult<Sl
     let kid = st.token_keys().kid();
     Ok(slo::report(&label, window, now, cfg, &data, &stats, &kid))
 }
+
+/// Every long-lived privileged credential latch knows of, with its age and
+/// whether it is past its limit (the guide's M4, itemized).
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Inventory {
+    pub generated_at: String,
+    /// How many are past their limit: M4's value.
+    pub long_lived: u64,
+    /// Enabled service principals: their secrets never expire, so each is listed with its age.
+    pub service_principal_secrets: Vec<slo::AgedCredential>,
+    /// SSH CA, token signing key and master key versions.
+    pub signing_keys: Vec<slo::AgedCredential>,
+    /// Stored secrets (KV), by the age of their current value.
+    pub static_secrets: Vec<slo::AgedCredential>,
+    pub long_lived_tokens: i64,
+    pub long_lived_ssh_certificates: i64,
+    pub sp_secret_max_age: String,
+    pub signing_key_max_age: String,
+    pub static_secret_max_age: String,
+}
+
+/// The inventory of long-lived privileged credentials.
+#[utoipa::path(get, path = "/v1/inventory", tag = "sys",
+    responses((status = 200, body = Inventory), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn inventory(State(st): State<AppState>, Caller(p): Caller) -> ApiResult<Json<Inventory>> {
+    if !is_metrics_reader(&p) {
+        return Err(ApiError::Forbidden(format!(
+            "{} may not read the credential inventory: add it to group {METRICS_READERS_GROUP:?}",
+            p.audit_name()
+        )));
+    }
+    let report = compute(&st, None).await?;
+    let m4 = report.m4;
+    let now = st.clock.now();
+    let cfg = &st.slo;
+    let aged = |name: String, since_ms: i64, limit: std::time::Duration| {
+        let age = now.millis().saturating_sub(since_ms);
+        slo::AgedCredential {
+            name,
+            since: latch_core::Timestamp(since_ms).to_rfc3339(),
+            age_days: (age as f64 / 86_400_000.0 * 10.0).round() / 10.0,
+            long_lived: age > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX),
+        }
+    };
+    let sps = st.store.list_sps().await?;
+    let service_principal_secrets = sps
+        .iter()
+        .filter(|sp| !sp.disabled)
+        .map(|sp| aged(format!("sp:{}", sp.name), sp.secret_rotated_at.millis(), cfg.sp_secret_max_age))
+        .collect();
+    let mut signing_keys = m4.signing_keys;
+    if let Ok(ring) = st.barrier.keyring(st.store.as_ref(), std::time::Instant::now()).await {
+        let active = ring.active();
+        if let Some((v, created)) = ring.versions().into_iter().find(|(v, _)| *v == active) {
+            signing_keys.push(aged(format!("master-key:v{v}"), created, cfg.signing_key_max_age));
+        }
+    }
+    let data = st
+        .store
+        .slo_data(SloQuery {
+            from: now,
+            to: now,
+            secret_rotated_before: now.minus(cfg.sp_secret_max_age),
+            long_lived_ms: i64::try_from(cfg.credential_max_lifetime.as_millis()).unwrap_or(i64::MAX),
+            standing_actions: Vec::new(),
+        })
+        .await?;
+    let static_secrets = data
+        .static_secrets
+        .iter()
+        .map(|(path, at)| aged(format!("secret:{path}"), at.millis(), cfg.static_secret_max_age))
+        .collect();
+    Ok(Json(Inventory {
+        generated_at: now.to_rfc3339(),
+        long_lived: m4.value,
+        service_principal_secrets,
+        signing_keys,
+        static_secrets,
+        long_lived_tokens: m4.long_lived_tokens,
+        long_lived_ssh_certificates: m4.long_lived_ssh_certificates,
+        sp_secret_max_age: m4.sp_secret_max_age,
+        signing_key_max_age: m4.signing_key_max_age,
+        static_secret_max_age: m4.static_secret_max_age,
+    }))
+}

@@ -166,6 +166,15 @@ fn collect_slo(db: &dyn Db, q: &SloQuery) -> Result<SloData> {
     )?;
     let ca_keys =
         map_rows(db, "SELECT name, created_at FROM ca_keys ORDER BY name", args![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let static_secrets = map_rows(
+        db,
+        "SELECT s.mount, s.path, v.created_at FROM kv_secrets s
+           JOIN kv_versions v ON v.mount = s.mount AND v.path = s.path AND v.version = s.current_version
+          WHERE v.destroyed = FALSE AND v.deleted_at IS NULL
+          ORDER BY v.created_at, s.mount, s.path",
+        args![],
+        |r| Ok((format!("{}/{}", r.get::<String>(0)?, r.get::<String>(1)?), r.get(2)?)),
+    )?;
     let mut token_key_rotations: Vec<(Timestamp, String)> = events(db, "key.rotate", Timestamp(0), None)?
         .into_iter()
         .filter_map(|(t, _, details)| detail_str(&details, "active_kid").map(|kid| (t, kid)))
@@ -245,6 +254,7 @@ fn collect_slo(db: &dyn Db, q: &SloQuery) -> Result<SloData> {
         standing_ops,
         stale_sp_secrets,
         ca_keys,
+        static_secrets,
         token_key_rotations,
         first_event,
         long_lived_tokens,
