@@ -15,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = b.policy_ids();
         for r in b.roles() {
             let _ = r.name.len();
+            if let Some(s) = &r.secrets {
+                let _ = s.covers("secret", "prod/db/main");
+            }
         }
     }
 });

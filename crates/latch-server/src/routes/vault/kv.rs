@@ -44,7 +44,7 @@ const MAX_CUSTOM_VALUE_LEN: usize = 512;
 type Params = Query<HashMap<String, String>>;
 
 /// A secret's path: non-empty segments of printable text, no `.`/`..`.
-fn secret_path(raw: &str) -> Result<String, ApiError> {
+pub fn secret_path(raw: &str) -> Result<String, ApiError> {
     let p = raw.trim_start_matches('/');
     let bad =
         |why: &str| ApiError::BadRequest(format!("secret path {:?}: {why}", p.chars().take(80).collect::<String>()));
@@ -237,7 +237,7 @@ pub async fn data(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WriteBody {
+pub struct WriteBody {
     #[serde(default)]
     data: Option<Map<String, Value>>,
     #[serde(default)]
@@ -246,7 +246,7 @@ struct WriteBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WriteOptions {
+pub struct WriteOptions {
     #[serde(default)]
     cas: Option<i64>,
 }
@@ -354,7 +354,7 @@ async fn read(
 }
 
 /// RFC 7386 JSON merge patch.
-fn merge_patch(target: &mut Value, patch: &Value) {
+pub fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
@@ -492,7 +492,7 @@ pub async fn metadata(
 
 /// A metadata update from a request body; with `patch_of`, custom metadata
 /// is merged into what is there (a `null` value removes a key).
-fn meta_update(b: &Map<String, Value>, patch_of: Option<&KvMeta>) -> Result<KvMetaUpdate, ApiError> {
+pub fn meta_update(b: &Map<String, Value>, patch_of: Option<&KvMeta>) -> Result<KvMetaUpdate, ApiError> {
     let mut u = KvMetaUpdate::default();
     let mut rest = Map::new();
     for (k, v) in b {
@@ -553,7 +553,7 @@ struct VersionsBody {
 
 /// The `versions` of a delete/undelete/destroy body: numbers, or numbers
 /// as strings (what the CLIs send).
-fn versions_of(bytes: &Bytes) -> VaultResult<Vec<i64>> {
+pub fn versions_of(bytes: &[u8]) -> VaultResult<Vec<i64>> {
     let b: VersionsBody = body(bytes)?;
     if b.versions.is_empty() {
         return Err(ApiError::BadRequest("no versions provided: send {\"versions\": [1, 2]}".into()).into());

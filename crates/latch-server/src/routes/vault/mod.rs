@@ -16,7 +16,6 @@ pub mod sys;
 pub mod token;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -122,7 +121,7 @@ pub fn admin(c: Result<Caller, ApiError>) -> VaultResult<latch_core::Principal> 
 
 /// A JSON body into `T` (unknown fields refused by `T`); an empty body is `{}`.
 /// Vault clients do not always send a JSON content type, so none is required.
-pub fn body<T: DeserializeOwned>(bytes: &Bytes) -> VaultResult<T> {
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> VaultResult<T> {
     let b: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
     crate::extract::parse_object(b).map_err(VaultError)
 }

@@ -388,7 +388,7 @@ pub async fn ui_mount(State(st): State<AppState>, caller: MaybeCaller, Path(raw)
 }
 
 /// Mount defaults from `{mount}/config`.
-pub(super) fn mount_update(b: &Map<String, Value>) -> Result<KvMetaUpdate, ApiError> {
+pub fn mount_update(b: &Map<String, Value>) -> Result<KvMetaUpdate, ApiError> {
     let mut u = KvMetaUpdate::default();
     for (k, v) in b {
         match k.as_str() {
