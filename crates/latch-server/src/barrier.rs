@@ -193,10 +193,10 @@ impl Barrier {
                 st.nonce.clear();
             }
             if let (Some(share), None) = (share, &st.unsealed) {
-                if let Some(first) = st.progress.first() {
-                    if first.len() != share.len() {
-                        return Err(share_error(shamir::ShamirError::LengthMismatch));
-                    }
+                if let Some(first) = st.progress.first()
+                    && first.len() != share.len()
+                {
+                    return Err(share_error(shamir::ShamirError::LengthMismatch));
                 }
                 // Submitting the same share twice does not count twice.
                 if !st.progress.iter().any(|s| latch_crypto::ct_eq(s, share)) {

@@ -44,10 +44,10 @@ pub async fn run(st: AppState) {
 /// The grants an event ended.
 fn ended_grants(ev: &AuditEvent) -> Vec<String> {
     let mut out = Vec::new();
-    if ev.action.starts_with("grant.revoke") || ev.action.starts_with("grant.expire") {
-        if let Some(id) = ev.target.strip_prefix("grant:") {
-            out.push(id.to_string());
-        }
+    if (ev.action.starts_with("grant.revoke") || ev.action.starts_with("grant.expire"))
+        && let Some(id) = ev.target.strip_prefix("grant:")
+    {
+        out.push(id.to_string());
     }
     if let Some(ids) = ev.details.get("grants_revoked").and_then(Value::as_array) {
         out.extend(ids.iter().filter_map(Value::as_str).map(str::to_string));

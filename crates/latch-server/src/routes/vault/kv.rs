@@ -571,6 +571,7 @@ pub fn versions_of(bytes: &[u8]) -> VaultResult<Vec<i64>> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn set_versions(
     st: AppState,
     ctx: Ctx,
