@@ -80,6 +80,14 @@ pub fn run(g: &Global, addr: &str, token: &str, mount: &str, ops: usize, concurr
         Some(&json!({"type": "kv", "options": {"version": "2"}})),
     )
     .context("cannot enable the KV v2 engine for the benchmark")?;
+    // A new KV v2 engine may need a moment before it takes writes (OpenBao
+    // upgrades it in the background): wait for the first one.
+    let warm = format!("{base}/v1/{mount}/data/warm-up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = call(&a, "POST", &warm, token, Some(&json!({ "data": { "k": "v" } }))) {
+        anyhow::ensure!(Instant::now() < deadline, "the engine does not take writes: {e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let keys = 1000.min(ops.max(1));
     let value =
         |i: usize| json!({ "data": { "username": format!("svc-{i}"), "password": format!("{:032x}", i * 7919) } });
