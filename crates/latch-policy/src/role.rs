@@ -132,6 +132,10 @@ pub struct SecretsSpec {
     pub write: bool,
     /// Fields regenerated when a grant of the role ends.
     pub rotate_on_end: Vec<String>,
+    /// Those fields are also regenerated when the value is older than this
+    /// and no grant of the role is live (a rotation schedule).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub rotation_period: Option<Duration>,
 }
 
 impl SecretsSpec {
@@ -361,6 +365,8 @@ struct SecretsToml {
     access: Option<Spanned<String>>,
     #[serde(default)]
     rotate_on_end: Vec<Spanned<String>>,
+    #[serde(default)]
+    rotation_period: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -395,7 +401,7 @@ type At<'a> = dyn Fn(std::ops::Range<usize>, String) -> BundleError + 'a;
 type Dur<'a> = dyn Fn(&Spanned<String>, &str, &mut Vec<BundleError>) -> Option<Duration> + 'a;
 
 /// `[credentials.secrets]`, validated; problems go to `errs`.
-fn secrets_spec(section: Spanned<SecretsToml>, at: &At<'_>, errs: &mut Vec<BundleError>) -> SecretsSpec {
+fn secrets_spec(section: Spanned<SecretsToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Vec<BundleError>) -> SecretsSpec {
     let span = section.span();
     let t = section.into_inner();
     if t.paths.is_empty() {
@@ -444,7 +450,14 @@ fn secrets_spec(section: Spanned<SecretsToml>, at: &At<'_>, errs: &mut Vec<Bundl
             rotate_on_end.push(v.clone());
         }
     }
-    SecretsSpec { paths, write, rotate_on_end }
+    let rotation_period = t.rotation_period.as_ref().and_then(|s| dur(s, "credentials.secrets.rotation_period", errs));
+    if let (Some(p), true) = (&t.rotation_period, rotate_on_end.is_empty()) {
+        errs.push(at(
+            p.span(),
+            "credentials.secrets.rotation_period needs rotate_on_end: list the fields latch regenerates".into(),
+        ));
+    }
+    SecretsSpec { paths, write, rotate_on_end, rotation_period }
 }
 
 /// `[credentials.ssh]`, validated; problems go to `errs`.
@@ -669,7 +682,7 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
     let (token_raw, ssh_raw, secrets_raw) =
         raw.credentials.map(|c| (c.token, c.ssh, c.secrets)).unwrap_or((None, None, None));
     let ssh = ssh_raw.map(|s| ssh_spec(s, &at, &dur, &mut errs));
-    let secrets = secrets_raw.map(|s| secrets_spec(s, &at, &mut errs));
+    let secrets = secrets_raw.map(|s| secrets_spec(s, &at, &dur, &mut errs));
     // [credentials.token]
     let token = match token_raw {
         None => None,
@@ -825,6 +838,8 @@ max_ttl = "15m"
             ("paths = [\"secret/x\"]\naccess = \"all\"\n", "read-write"),
             ("paths = [\"secret/x\"]\nrotate_on_end = [\"a\", \"a\"]\n", "distinct"),
             ("paths = [\"secret/x\"]\nttl = \"1h\"\n", "unknown field"),
+            ("paths = [\"secret/x\"]\nrotation_period = \"30d\"\n", "needs rotate_on_end"),
+            ("paths = [\"secret/x\"]\nrotate_on_end = [\"p\"]\nrotation_period = \"soon\"\n", "rotation_period"),
         ] {
             let e = parse_role("roles/a.toml", &format!("{head}{bad}")).unwrap_err();
             assert!(e.iter().any(|e| e.to_string().contains(says)), "{bad}: {e:?}");

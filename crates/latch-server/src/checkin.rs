@@ -6,6 +6,10 @@
 //! Driven by the audit log (grant-ending events after a stored cursor), so a
 //! crash or a sealed node delays rotations but never loses one: the cursor
 //! moves only past events whose rotations were written.
+//!
+//! Roles with a `rotation_period` also get their secrets rotated on schedule:
+//! a value older than the period is regenerated once no grant of the role is
+//! live (never under someone who has it checked out).
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +42,45 @@ pub async fn run(st: AppState) {
             Ok(c) => cursor = Some(c),
             Err(e) => tracing::warn!(error = %e, "secrets check-in: rotation failed; retrying"),
         }
+        // Cheap when no role has a rotation period: nothing is read then.
+        if let Err(e) = scheduled(&st).await {
+            tracing::warn!(error = %e, "secrets: scheduled rotation failed; retrying");
+        }
     }
+}
+
+/// Rotates role-owned secrets older than their role's `rotation_period`
+/// while no grant of the role is live.
+async fn scheduled(st: &AppState) -> Result<(), ApiError> {
+    let policy = st.policy();
+    let due: Vec<_> = policy
+        .roles()
+        .filter_map(|r| r.secrets.as_ref().and_then(|s| s.rotation_period.map(|p| (r.name.clone(), s.clone(), p))))
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let now = st.clock.now();
+    let live = st.store.list_grants(None, Some(now)).await?;
+    for (role, spec, period) in due {
+        if live.iter().any(|g| g.role == role) {
+            continue;
+        }
+        for (mount, path) in covered_secrets(st, &spec).await? {
+            let Some((_, v)) = st.store.kv_version(&mount, &path, None).await? else { continue };
+            if now.minus(period) > v.created_at {
+                rotate(st, &mount, &path, &spec.rotate_on_end, Cause::Schedule, &role).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a secret is rotated.
+#[derive(Clone, Copy)]
+enum Cause<'a> {
+    GrantEnded(&'a str),
+    Schedule,
 }
 
 /// The grants an event ended.
@@ -85,7 +127,7 @@ async fn rotate_for_grant(st: &AppState, grant_id: &str) -> Result<(), ApiError>
         return Ok(());
     }
     for (mount, path) in covered_secrets(st, &spec).await? {
-        rotate(st, &mount, &path, &spec.rotate_on_end, grant_id, &g.role).await?;
+        rotate(st, &mount, &path, &spec.rotate_on_end, Cause::GrantEnded(grant_id), &g.role).await?;
     }
     Ok(())
 }
@@ -112,7 +154,7 @@ async fn rotate(
     mount: &str,
     path: &str,
     fields: &[String],
-    grant: &str,
+    cause: Cause<'_>,
     role: &str,
 ) -> Result<(), ApiError> {
     let ring = st.barrier.keyring(st.store.as_ref(), Instant::now()).await?;
@@ -134,11 +176,14 @@ async fn rotate(
     }
     let plain = zeroize::Zeroizing::new(serde_json::to_vec(&Value::Object(data)).map_err(ApiError::internal)?);
     let env = ring.encrypt(&kv_context(mount, path), &plain)?;
-    let audit = AuditDraft::new("system", "secret.rotate", format!("secret:{mount}/{path}"))
-        .detail("grant", grant)
-        .detail("role", role)
-        .detail("fields", fields.to_vec())
-        .detail("value_hmac", ring.hmac(&plain));
+    let audit = AuditDraft::new("system", "secret.rotate", format!("secret:{mount}/{path}"));
+    let audit = match cause {
+        Cause::GrantEnded(grant) => audit.detail("grant", grant).detail("reason", "grant ended"),
+        Cause::Schedule => audit.detail("reason", "rotation period"),
+    }
+    .detail("role", role)
+    .detail("fields", fields.to_vec())
+    .detail("value_hmac", ring.hmac(&plain));
     let w = KvWrite {
         mount: mount.into(),
         path: path.into(),
@@ -149,7 +194,7 @@ async fn rotate(
         Ok(_) => Ok(()),
         // Written meanwhile (by someone else, or a retry that got through): the next
         // round sees the event again only if the cursor did not move, so rotate again.
-        Err(latch_store::StoreError::Precondition(_)) => Box::pin(rotate(st, mount, path, fields, grant, role)).await,
+        Err(latch_store::StoreError::Precondition(_)) => Box::pin(rotate(st, mount, path, fields, cause, role)).await,
         Err(e) => Err(e.into()),
     }
 }
