@@ -147,6 +147,9 @@ pub struct Inner {
     pub oidc_providers: Vec<crate::oidc_providers::OidcProvider>,
     /// Targets of `/v1/slo`.
     pub slo: SloSettings,
+    /// Dynamic database credentials: sealed connection passwords, pooled
+    /// clients, the revoker's doorbell.
+    pub db: Arc<crate::db_creds::DbCreds>,
 }
 
 #[derive(Clone)]

@@ -1,5 +1,6 @@
 //! The domain operations as SQL, written once for both backends.
 
+pub(crate) mod db_creds;
 mod federation;
 pub(crate) mod identity;
 mod jit;
