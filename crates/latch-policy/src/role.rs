@@ -902,7 +902,7 @@ max_ttl = "15m"
             ),
             (
                 format!(
-                    "connection = \"db\"\n{create}\nrevocation_statements = [\"COMMENT ON ROLE x IS 'a {{name}}'\"]\n"
+                    "connection = \"db\"\n{create}\nrevocation_statements = [\"COMMENT ON ROLE x IS 'a {{{{name}}}}'\"]\n"
                 ),
                 8,
                 "inside a longer quoted",

@@ -418,3 +418,210 @@ impl DbCredStore for SqlStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use latch_core::{Clock, ManualClock, PrincipalKind, RequestState};
+
+    use super::*;
+    use crate::{JitStore, Store};
+
+    fn ev(action: &str) -> AuditDraft {
+        AuditDraft::new("test", action, "t")
+    }
+
+    async fn open() -> (tempfile::TempDir, SqlStore, ManualClock) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let store = SqlStore::open_sqlite(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
+        let conn = DbConnection {
+            name: "app".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            database: "app".into(),
+            username: "admin".into(),
+            sslmode: "disable".into(),
+            sealed_password: "00".into(),
+            created_at: clock.now(),
+            created_by: "user:admin".into(),
+        };
+        store.create_db_connection(conn.clone(), ev("db.connection.create")).await.unwrap();
+        let dup = store.create_db_connection(conn, ev("db.connection.create")).await.unwrap_err();
+        assert!(dup.to_string().contains("already exists"), "{dup}");
+        (dir, store, clock)
+    }
+
+    /// An active grant `id` of one hour for alice.
+    async fn grant(store: &SqlStore, clock: &ManualClock, id: &str) -> Timestamp {
+        let now = clock.now();
+        let req = AccessRequest {
+            id: format!("req_{id}"),
+            requester_id: "usr_alice".into(),
+            requester_kind: PrincipalKind::User,
+            requester_name: "alice".into(),
+            role: "app".into(),
+            reason: "r".into(),
+            ticket: String::new(),
+            duration_ms: 3_600_000,
+            state: RequestState::Active,
+            breakglass: false,
+            approvals_required: 0,
+            policy_hash: "h".into(),
+            context: json!({}),
+            decision: json!({}),
+            created_at: now,
+            pending_until: now.plus(Duration::from_secs(3600)),
+            decided_at: None,
+            decided_by: None,
+            decision_note: None,
+            grant_id: None,
+            reviewed_at: None,
+            reviewed_by: None,
+            review_comment: None,
+            approvals: Vec::new(),
+        };
+        let g = Grant {
+            id: id.into(),
+            request_id: req.id.clone(),
+            principal_id: "usr_alice".into(),
+            principal_kind: PrincipalKind::User,
+            principal_name: "alice".into(),
+            role: "app".into(),
+            breakglass: false,
+            starts_at: now,
+            expires_at: now.plus(Duration::from_secs(3600)),
+            state: GrantState::Active,
+            ended_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        };
+        let end = g.expires_at;
+        store.create_request(req, Some(g), ev("request.create")).await.unwrap();
+        end
+    }
+
+    fn cred(lease: &str, grant: &str, expires_at: Timestamp, now: Timestamp) -> DbCredential {
+        DbCredential {
+            lease_id: lease.into(),
+            grant_id: grant.into(),
+            principal_id: "usr_alice".into(),
+            principal_name: "alice".into(),
+            role: "app".into(),
+            connection: "app".into(),
+            username: format!("latch_{}", lease.rsplit('/').next().unwrap_or("x")),
+            revocation: vec!["DROP ROLE {{name}}".into()],
+            issued_at: now,
+            expires_at,
+            state: DbCredState::Issuing,
+            revoke_requested_at: None,
+            revoked_at: None,
+            revoke_attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+        }
+    }
+
+    async fn state(store: &SqlStore, lease: &str) -> DbCredState {
+        store.db_credential(lease).await.unwrap().unwrap().state
+    }
+
+    #[tokio::test]
+    async fn a_credential_lives_and_dies_with_its_grant() {
+        let (_d, store, clock) = open().await;
+        let end = grant(&store, &clock, "g1").await;
+        let now = clock.now();
+        // Never past the grant, never on a missing connection.
+        let e = store
+            .record_db_credential(cred("database/creds/app/a", "g1", end.plus(Duration::from_secs(1)), now), ev("x"))
+            .await;
+        assert!(matches!(e, Err(StoreError::Precondition(_))), "{e:?}");
+        let mut other = cred("database/creds/app/a", "g1", end, now);
+        other.connection = "nope".into();
+        assert!(matches!(store.record_db_credential(other, ev("x")).await, Err(StoreError::NotFound { .. })));
+
+        store.record_db_credential(cred("database/creds/app/a", "g1", end, now), ev("db.creds.issue")).await.unwrap();
+        store.record_db_credential(cred("database/creds/app/b", "g1", end, now), ev("db.creds.issue")).await.unwrap();
+        assert!(store.activate_db_credential("database/creds/app/a").await.unwrap());
+        assert!(!store.activate_db_credential("database/creds/app/a").await.unwrap(), "once");
+        // The connection cannot go while they live.
+        let e = store.delete_db_connection("app", ev("db.connection.delete")).await.unwrap_err();
+        assert!(e.to_string().contains("not yet revoked"), "{e}");
+
+        // Revoking the grant marks both (the one still issuing too) in its transaction.
+        let (_, _) = store.revoke_grant("g1", "alice", "done", ev("grant.revoke")).await.unwrap();
+        assert_eq!(state(&store, "database/creds/app/a").await, DbCredState::Revoking);
+        assert_eq!(state(&store, "database/creds/app/b").await, DbCredState::Revoking);
+        let last = store.list_audit(crate::AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
+        let revoke = last.iter().find(|e| e.action == "grant.revoke").unwrap();
+        assert_eq!(revoke.details["db_leases_revoking"], json!(["database/creds/app/a", "database/creds/app/b"]));
+        // An issuer finishing late cannot make it active again.
+        assert!(!store.activate_db_credential("database/creds/app/b").await.unwrap());
+        let e = store.renew_db_credential("database/creds/app/a", end, ev("db.lease.renew")).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+
+        // A failed drop is counted and scheduled; it is not due before its time.
+        assert_eq!(store.due_db_revocations(clock.now(), 10).await.unwrap().len(), 2);
+        let next = clock.now().plus(Duration::from_secs(4));
+        assert_eq!(
+            store.fail_db_revocation("database/creds/app/a", "boom", next, ev("db.creds.revoke_failed")).await.unwrap(),
+            1
+        );
+        let due: Vec<String> =
+            store.due_db_revocations(clock.now(), 10).await.unwrap().into_iter().map(|c| c.lease_id).collect();
+        assert_eq!(due, ["database/creds/app/b"]);
+        let a = store.db_credential("database/creds/app/a").await.unwrap().unwrap();
+        assert_eq!((a.revoke_attempts, a.last_error.as_deref(), a.next_attempt_at), (1, Some("boom"), Some(next)));
+        // Revoking it again means "retry now".
+        let again = store
+            .request_db_revocation(LeaseSelector::One("database/creds/app/a".into()), ev("db.lease.revoke"))
+            .await
+            .unwrap();
+        assert_eq!(again, ["database/creds/app/a"]);
+        assert_eq!(store.due_db_revocations(clock.now(), 10).await.unwrap().len(), 2);
+
+        assert!(store.finish_db_revocation("database/creds/app/a", ev("db.creds.revoked")).await.unwrap());
+        assert!(!store.finish_db_revocation("database/creds/app/a", ev("db.creds.revoked")).await.unwrap(), "once");
+        assert!(store.finish_db_revocation("database/creds/app/b", ev("db.creds.revoked")).await.unwrap());
+        store.delete_db_connection("app", ev("db.connection.delete")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn leases_renew_within_the_grant_expire_and_revoke_by_prefix() {
+        let (_d, store, clock) = open().await;
+        let end = grant(&store, &clock, "g1").await;
+        let now = clock.now();
+        let short = now.plus(Duration::from_secs(600));
+        for l in ["database/creds/app/a", "database/creds/app/b", "database/creds/apps/c"] {
+            store.record_db_credential(cred(l, "g1", short, now), ev("db.creds.issue")).await.unwrap();
+            store.activate_db_credential(l).await.unwrap();
+        }
+        let e = store.renew_db_credential("database/creds/app/a", end.plus(Duration::from_secs(1)), ev("r")).await;
+        assert!(matches!(e, Err(StoreError::Precondition(_))), "{e:?}");
+        let r = store.renew_db_credential("database/creds/app/a", end, ev("db.lease.renew")).await.unwrap();
+        assert_eq!(r.expires_at, end);
+
+        // b and c end with their lease; a (renewed) does not.
+        clock.advance(Duration::from_secs(601));
+        let expired = store.expire_db_credentials(clock.now(), Box::new(|_| ev("db.lease.expire"))).await.unwrap();
+        assert_eq!(expired, ["database/creds/app/b", "database/creds/apps/c"]);
+        assert_eq!(state(&store, "database/creds/app/a").await, DbCredState::Active);
+
+        // The prefix is literal: `app/` does not reach `apps/`, and `%` or `_` are not wildcards.
+        let none =
+            store.request_db_revocation(LeaseSelector::Prefix("database/creds/ap%".into()), ev("p")).await.unwrap();
+        assert!(none.is_empty());
+        let hit =
+            store.request_db_revocation(LeaseSelector::Prefix("database/creds/app/".into()), ev("p")).await.unwrap();
+        assert_eq!(hit, ["database/creds/app/a", "database/creds/app/b"], "a marked, b retried");
+        let missing = store.request_db_revocation(LeaseSelector::One("database/creds/app/zz".into()), ev("p")).await;
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+        let listed = store
+            .list_db_credentials(DbCredFilter { state: Some(DbCredState::Revoking), grant_id: None, limit: 10 })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 3);
+    }
+}
