@@ -304,7 +304,7 @@ fn issued_credentials_log_in_and_revoking_the_grant_drops_the_role_and_ends_its_
     assert_eq!(t.sessions_of(user), 0);
     // What it owned went to the connection's administrator.
     let owner = pg::cluster().psql(&t.db, "SELECT tableowner FROM pg_tables WHERE tablename = 'alice_notes'");
-    assert_eq!(owner, [t.admin.clone()]);
+    assert_eq!(owner, std::slice::from_ref(&t.admin));
     assert!(psql_as(&t.db, user, password, "SELECT 1").is_err());
 
     // The state and the audit trail.
