@@ -173,6 +173,11 @@ pub enum TargetError {
     /// It answered with an error (authentication, privileges, SQL).
     #[error("{0}")]
     Refused(String),
+    /// A conflict with concurrent work that a retry resolves (serialization
+    /// failure, deadlock, "tuple concurrently updated" from concurrent
+    /// GRANTs on one object).
+    #[error("{0}")]
+    Transient(String),
     /// latch's own configuration is wrong (connection missing, key mismatch).
     #[error("{0}")]
     Config(String),
@@ -196,7 +201,15 @@ fn describe(e: &tokio_postgres::Error, secrets: &[&str]) -> TargetError {
             if let Some(d) = db.detail() {
                 msg.push_str(&format!(" ({d})"));
             }
-            TargetError::Refused(scrub(&msg, secrets))
+            let code = db.code();
+            let transient = *code == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || (*code == tokio_postgres::error::SqlState::INTERNAL_ERROR && db.message().contains("concurrently"));
+            if transient {
+                TargetError::Transient(scrub(&msg, secrets))
+            } else {
+                TargetError::Refused(scrub(&msg, secrets))
+            }
         }
         None => TargetError::Unreachable(scrub(&e.to_string(), secrets)),
     }
@@ -319,9 +332,40 @@ pub fn expiration(t: Timestamp) -> String {
     t.to_rfc3339()
 }
 
+/// Attempts at a creation transaction that conflicts with concurrent ones.
+const CREATE_ATTEMPTS: u32 = 8;
+
 /// Runs the creation statements of a credential in one transaction on its
-/// target; nothing is left behind when one fails.
+/// target; nothing is left behind when one fails. Concurrent creations can
+/// conflict inside PostgreSQL (two `GRANT`s on one table: "tuple
+/// concurrently updated"); the transaction rolled back, so it is retried
+/// after a short random pause.
 pub async fn create_role(
+    st: &AppState,
+    conn: &DbConnection,
+    statements: &[Template],
+    values: &Values<'_>,
+) -> Result<(), TargetError> {
+    let mut attempt = 1;
+    loop {
+        match create_role_once(st, conn, statements, values).await {
+            Err(TargetError::Transient(m)) if attempt < CREATE_ATTEMPTS => {
+                tracing::debug!(attempt, error = %m, "creation conflicted with a concurrent one; retrying");
+                tokio::time::sleep(jitter(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A short random pause before retry `attempt`, so conflicting transactions spread out.
+fn jitter(attempt: u32) -> Duration {
+    let r = latch_crypto::random_bytes(1).ok().and_then(|b| b.first().copied()).map_or(128, u64::from);
+    Duration::from_millis(2 + r % (8 * u64::from(attempt)))
+}
+
+async fn create_role_once(
     st: &AppState,
     conn: &DbConnection,
     statements: &[Template],
@@ -337,7 +381,7 @@ pub async fn create_role(
         timed("COMMIT", tx.commit(), &secrets).await
     }
     .await;
-    if result.is_ok() || matches!(result, Err(TargetError::Refused(_))) {
+    if result.is_ok() || matches!(result, Err(TargetError::Refused(_) | TargetError::Transient(_))) {
         // A refused statement rolled back cleanly: the client is still good.
         st.db.give_back(conn, client);
     }
@@ -471,7 +515,17 @@ async fn revoke_one(st: &AppState, cred: DbCredential) {
     let target = format!("lease:{}", cred.lease_id);
     let facts = json!({ "lease_id": cred.lease_id, "grant_id": cred.grant_id, "username": cred.username,
                         "connection": cred.connection, "role": cred.role });
-    match drop_role(st, &cred).await {
+    let mut result = drop_role(st, &cred).await;
+    // Conflicts with concurrent drops (privileges on one shared object) are
+    // not failures worth an alert: retry them at once.
+    for attempt in 1..CREATE_ATTEMPTS {
+        if !matches!(result, Err(TargetError::Transient(_))) {
+            break;
+        }
+        tokio::time::sleep(jitter(attempt)).await;
+        result = drop_role(st, &cred).await;
+    }
+    match result {
         Ok(existed) => {
             let mut details = facts;
             details["role_existed"] = json!(existed);
@@ -518,7 +572,9 @@ pub async fn request_revocation(st: &AppState, sel: LeaseSelector, audit: AuditD
 /// 409 naming what to fix.
 pub fn api_error(context: &str, e: TargetError) -> ApiError {
     match e {
-        TargetError::Unreachable(m) => ApiError::Unavailable(format!("{context}: {m}; retry shortly")),
+        TargetError::Unreachable(m) | TargetError::Transient(m) => {
+            ApiError::Unavailable(format!("{context}: {m}; retry shortly"))
+        }
         TargetError::Refused(m) | TargetError::Config(m) => ApiError::Conflict(format!("{context}: {m}")),
     }
 }

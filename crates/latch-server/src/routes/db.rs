@@ -148,7 +148,10 @@ pub async fn create_connection(
     // Connect once: a connection that cannot work is refused now, not at the first issue.
     let version = db_creds::check_connection(&conn, &req.password).await.map_err(|e| {
         let m = match e {
-            TargetError::Unreachable(m) | TargetError::Refused(m) | TargetError::Config(m) => m,
+            TargetError::Unreachable(m)
+            | TargetError::Refused(m)
+            | TargetError::Transient(m)
+            | TargetError::Config(m) => m,
         };
         ApiError::BadRequest(format!(
             "database connection {:?} does not work: {m}: check the host, port, database, user and password",
