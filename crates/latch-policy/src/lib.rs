@@ -20,11 +20,12 @@
 pub mod bundle;
 pub mod context;
 pub mod error;
+pub mod pg_template;
 pub mod role;
 pub mod schema;
 
 pub use bundle::{Bundle, Plan, RequestOutcome, bundle_hash};
 pub use context::{Action, Decision, DecisionContext, PrincipalInfo, hour_and_weekday};
 pub use error::{BundleError, BundleErrors};
-pub use role::{Approver, RoleSpec, SecretsSpec, TokenSpec};
+pub use role::{Approver, PostgresSpec, RoleSpec, SecretsSpec, TokenSpec};
 pub use schema::{SCHEMA, schema};

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::context::DecisionContext;
 use crate::error::BundleError;
+use crate::pg_template::{DEFAULT_REVOCATION, Placeholder, Template};
 
 /// Most approvals a role may require (a typo guard).
 pub const MAX_APPROVALS: u32 = 100;
@@ -90,6 +91,22 @@ pub struct SshSpec {
     /// Whether the gateway records what the user types too (never while a
     /// password prompt is showing); output is always recorded.
     pub record_input: bool,
+}
+
+/// Dynamic PostgreSQL roles that may be created under a grant of this role
+/// (like Vault's database engine): latch creates a role with a random
+/// password on a registered connection, and drops it when the grant ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PostgresSpec {
+    /// The registered database connection (`latch db connection add`).
+    pub connection: String,
+    /// Run in one transaction to create the role; they use `{{name}}` and `{{password}}`.
+    pub creation_statements: Vec<Template>,
+    /// Run in one transaction to drop it (see [`DEFAULT_REVOCATION`]).
+    pub revocation_statements: Vec<Template>,
+    /// Cap on a lease (the grant's end caps it too).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_ttl: Option<Duration>,
 }
 
 impl SshSpec {
@@ -169,6 +186,7 @@ pub struct RoleSpec {
     pub token: Option<TokenSpec>,
     pub ssh: Option<SshSpec>,
     pub secrets: Option<SecretsSpec>,
+    pub postgres: Option<PostgresSpec>,
     /// Bundle path of the file that defines the role.
     pub file: String,
     #[serde(skip)]
@@ -290,6 +308,7 @@ impl RoleSpec {
             && self.token == o.token
             && self.ssh == o.ssh
             && self.secrets == o.secrets
+            && self.postgres == o.postgres
     }
 }
 
@@ -354,6 +373,7 @@ struct CredentialsToml {
     ssh: Option<Spanned<SshToml>>,
     #[serde(default)]
     secrets: Option<Spanned<SecretsToml>>,
+    postgres: Option<Spanned<PostgresToml>>,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +387,19 @@ struct SecretsToml {
     rotate_on_end: Vec<Spanned<String>>,
     #[serde(default)]
     rotation_period: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresToml {
+    #[serde(default)]
+    connection: Option<Spanned<String>>,
+    #[serde(default)]
+    creation_statements: Vec<Spanned<String>>,
+    #[serde(default)]
+    revocation_statements: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    max_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -526,6 +559,81 @@ fn ssh_spec(section: Spanned<SshToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Ve
     SshSpec { principals, hosts, max_validity, force_command, source_address, extensions, record_input: t.record_input }
 }
 
+/// `[credentials.postgres]`, validated; problems go to `errs`.
+fn postgres_spec(raw: Spanned<PostgresToml>, at: &At<'_>, dur: &Dur<'_>, errs: &mut Vec<BundleError>) -> PostgresSpec {
+    let span = raw.span();
+    let t = raw.into_inner();
+    let connection = match &t.connection {
+        None => {
+            errs.push(at(
+                span.clone(),
+                "credentials.postgres.connection is missing: name a connection registered with `latch db connection add`"
+                    .to_string(),
+            ));
+            String::new()
+        }
+        Some(c) => {
+            let v = c.get_ref().trim();
+            if let Err(e) = validate_name("connection", v) {
+                errs.push(at(c.span(), format!("credentials.postgres.connection: {e}")));
+            }
+            v.to_string()
+        }
+    };
+    let templates = |list: &[Spanned<String>], what: &str, errs: &mut Vec<BundleError>| -> Vec<Template> {
+        let mut out = Vec::new();
+        for s in list {
+            match Template::parse(s.get_ref()) {
+                Ok(t) => out.push(t),
+                Err(e) => errs.push(at(s.span(), format!("credentials.postgres.{what}: {e}"))),
+            }
+        }
+        out
+    };
+    if t.creation_statements.is_empty() {
+        errs.push(at(
+            span.clone(),
+            "credentials.postgres.creation_statements is empty: give at least \"CREATE ROLE {{name}} WITH LOGIN \
+             PASSWORD {{password}} VALID UNTIL {{expiration}}\""
+                .to_string(),
+        ));
+    }
+    let creation_statements = templates(&t.creation_statements, "creation_statements", errs);
+    let all_parsed = creation_statements.len() == t.creation_statements.len() && !creation_statements.is_empty();
+    for (p, hint) in [(Placeholder::Name, "{{name}}"), (Placeholder::Password, "{{password}}")] {
+        if all_parsed && !creation_statements.iter().any(|s| s.uses(p)) {
+            errs.push(at(
+                t.creation_statements[0].span(),
+                format!("credentials.postgres.creation_statements never use {hint}: the role latch creates needs it"),
+            ));
+        }
+    }
+    let revocation_statements = match &t.revocation_statements {
+        None => DEFAULT_REVOCATION.iter().filter_map(|s| Template::parse(s).ok()).collect(),
+        Some(list) => {
+            if list.is_empty() {
+                errs.push(at(
+                    span.clone(),
+                    "credentials.postgres.revocation_statements is empty: leave it out for the default \
+                     (terminate sessions, reassign and drop owned objects, drop the role)"
+                        .to_string(),
+                ));
+            }
+            let parsed = templates(list, "revocation_statements", errs);
+            if parsed.len() == list.len() && !parsed.is_empty() && !parsed.iter().any(|s| s.uses(Placeholder::Name)) {
+                errs.push(at(
+                    list[0].span(),
+                    "credentials.postgres.revocation_statements never use {{name}}: they must drop the role"
+                        .to_string(),
+                ));
+            }
+            parsed
+        }
+    };
+    let max_ttl = t.max_ttl.as_ref().and_then(|s| dur(s, "credentials.postgres.max_ttl", errs));
+    PostgresSpec { connection, creation_statements, revocation_statements, max_ttl }
+}
+
 /// Parse and validate one role file. Every problem found is returned, each with its line.
 pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleError>> {
     let raw: RoleToml = match toml::from_str(src) {
@@ -679,10 +787,11 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
         }
     };
 
-    let (token_raw, ssh_raw, secrets_raw) =
-        raw.credentials.map(|c| (c.token, c.ssh, c.secrets)).unwrap_or((None, None, None));
+    let (token_raw, ssh_raw, secrets_raw, pg_raw) =
+        raw.credentials.map(|c| (c.token, c.ssh, c.secrets, c.postgres)).unwrap_or((None, None, None, None));
     let ssh = ssh_raw.map(|s| ssh_spec(s, &at, &dur, &mut errs));
     let secrets = secrets_raw.map(|s| secrets_spec(s, &at, &dur, &mut errs));
+    let postgres = pg_raw.map(|s| postgres_spec(s, &at, &dur, &mut errs));
     // [credentials.token]
     let token = match token_raw {
         None => None,
@@ -727,6 +836,7 @@ pub(crate) fn parse_role(file: &str, src: &str) -> Result<RoleSpec, Vec<BundleEr
             token,
             ssh,
             secrets,
+            postgres,
             file: file.to_string(),
             ticket_regex,
         }),
@@ -875,6 +985,67 @@ max_ttl = "15m"
                 format!("name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.ssh]\n{bad}\n");
             let e = one_err(&src);
             assert!(e.message.contains(needle) && e.line.is_some_and(|l| l >= 5), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn postgres_credentials_are_validated() {
+        const HEAD: &str = "name = \"a\"\nmax_duration = \"1h\"\n[approval]\nrequired = 0\n[credentials.postgres]\n";
+        let ok = format!(
+            "{HEAD}connection = \"app-db\"\nmax_ttl = \"30m\"\ncreation_statements = [\n  \
+             \"CREATE ROLE \\\"{{{{name}}}}\\\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}'\",\n  \
+             \"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{{{name}}}}\",\n]\n"
+        );
+        let r = parse_role("roles/a.toml", &ok).unwrap();
+        let p = r.postgres.clone().unwrap();
+        assert_eq!(p.connection, "app-db");
+        assert_eq!(p.max_ttl, Some(Duration::from_secs(1800)));
+        assert_eq!(p.creation_statements.len(), 2);
+        let defaults: Vec<&str> = p.revocation_statements.iter().map(Template::source).collect();
+        assert_eq!(defaults, DEFAULT_REVOCATION, "default revocation");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["postgres"]["revocation_statements"][4], "DROP ROLE IF EXISTS {{name}}");
+        let create = "creation_statements = [\"CREATE ROLE {{name}} LOGIN PASSWORD {{password}}\"]";
+        for (bad, line, needle) in [
+            (format!("{create}\n"), 5, "connection is missing"),
+            (format!("connection = \"bad name\"\n{create}\n"), 6, "connection"),
+            ("connection = \"db\"\n".to_string(), 5, "creation_statements is empty"),
+            (
+                "connection = \"db\"\ncreation_statements = [\"CREATE ROLE {{nam}}\"]\n".to_string(),
+                7,
+                "unknown placeholder",
+            ),
+            (
+                "connection = \"db\"\ncreation_statements = [\"CREATE ROLE {{name}} LOGIN\"]\n".to_string(),
+                7,
+                "never use {{password}}",
+            ),
+            (
+                format!("connection = \"db\"\n{create}\nrevocation_statements = []\n"),
+                5,
+                "revocation_statements is empty",
+            ),
+            (
+                format!("connection = \"db\"\n{create}\nrevocation_statements = [\"DROP ROLE x\"]\n"),
+                8,
+                "never use {{name}}",
+            ),
+            (
+                format!(
+                    "connection = \"db\"\n{create}\nrevocation_statements = [\"COMMENT ON ROLE x IS 'a {{{{name}}}}'\"]\n"
+                ),
+                8,
+                "inside a longer quoted",
+            ),
+            (format!("connection = \"db\"\n{create}\nmax_ttl = \"soon\"\n"), 8, "max_ttl"),
+            (format!("connection = \"db\"\n{create}\nusername_template = \"x\"\n"), 8, "username_template"),
+        ] {
+            let e = one_err(&format!("{HEAD}{bad}"));
+            assert!(e.message.contains(needle), "{bad}: {e}");
+            assert!(e.line.is_some_and(|l| l >= line.min(5)), "{bad}: {e}");
+            if line > 5 {
+                assert_eq!(e.line, Some(line), "{bad}: {e}");
+            }
         }
     }
 

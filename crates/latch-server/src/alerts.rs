@@ -178,7 +178,8 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
             user: "-".into(),
             target: "-".into(),
             message: format!(
-                "{} revocations failed to commit since the last check: those grants are still active — retry them",
+                "{} revocations failed since the last check (a grant whose revocation did not commit stays active: \
+                 retry it; a database role not yet dropped is retried on its own: see `latch db creds list --state revoking`)",
                 failed - m.revocation_failures
             ),
         });

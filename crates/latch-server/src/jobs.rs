@@ -51,10 +51,27 @@ pub async fn sweeper(st: AppState) {
         match st.store.sweep(st.clock.now(), expire, timeout).await {
             Ok(s) if !s.expired.is_empty() || !s.timed_out.is_empty() => {
                 tracing::info!(expired = s.expired.len(), timed_out = s.timed_out.len(), "sweeper");
+                // Expired grants may have database roles to drop.
+                st.db.wake_revoker();
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "sweeper failed"),
         }
+        expire_db_leases(&st).await;
+    }
+}
+
+/// Database leases shorter than their grant end on their own.
+async fn expire_db_leases(st: &AppState) {
+    let audit = Box::new(|c: &latch_store::DbCredential| {
+        AuditDraft::new("system", "db.lease.expire", format!("lease:{}", c.lease_id)).details(json!({
+            "lease_id": c.lease_id, "grant_id": c.grant_id, "username": c.username, "connection": c.connection,
+        }))
+    });
+    match st.store.expire_db_credentials(st.clock.now(), audit).await {
+        Ok(l) if !l.is_empty() => st.db.wake_revoker(),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot expire database leases"),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod barrier;
 pub mod checkin;
 pub mod config;
+pub mod db_creds;
 pub mod error;
 pub mod extract;
 pub mod jobs;
@@ -42,8 +43,8 @@ use utoipa_axum::routes;
 use crate::error::ApiError;
 use crate::extract::RequestId;
 use crate::routes::{
-    audit, auth, exchange, federations, gateway, groups, jit, metrics as metrics_route, oidc_login, policy, recordings,
-    slo as slo_route, sps, ssh, sys, tokens, users,
+    audit, auth, db, exchange, federations, gateway, groups, jit, metrics as metrics_route, oidc_login, policy,
+    recordings, slo as slo_route, sps, ssh, sys, tokens, users,
 };
 use crate::state::AppState;
 
@@ -129,6 +130,14 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(gateway::authorize))
         .routes(routes!(gateway::poll))
         .routes(routes!(jit::revoke))
+        .routes(routes!(db::issue))
+        .routes(routes!(db::create_connection, db::list_connections))
+        .routes(routes!(db::show_connection, db::delete_connection))
+        .routes(routes!(db::list_creds))
+        .routes(routes!(db::lookup))
+        .routes(routes!(db::renew))
+        .routes(routes!(db::revoke))
+        .routes(routes!(db::revoke_prefix))
         .routes(routes!(recordings::start, recordings::list))
         .routes(routes!(recordings::show))
         .routes(routes!(recordings::end))

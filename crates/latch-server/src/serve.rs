@@ -127,6 +127,9 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         oidc_providers: cfg.oidc.clone(),
         slo: cfg.slo.clone(),
         barrier: Default::default(),
+        db: Arc::new(crate::db_creds::DbCreds::new(crate::db_creds::PasswordSealer::new(keys::load_or_create_secret(
+            &keys::kek_path(&data_dir),
+        )?))),
     }));
     if opts.auto_unseal {
         dev_unseal(&state, &data_dir).await?;
@@ -151,6 +154,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         tokio::spawn(jobs::prune_token_keys(state.clone())),
         tokio::spawn(jobs::follow_policy(state.clone())),
         tokio::spawn(crate::checkin::run(state.clone())),
+        tokio::spawn(crate::db_creds::revoker(state.clone())),
     ];
     if let Some(url) = cfg.jit.webhook.clone() {
         background.push(tokio::spawn(jobs::notifier(state.clone(), url)));

@@ -152,6 +152,9 @@ pub struct Inner {
     pub slo: SloSettings,
     /// Whether this node holds the keys to stored secrets.
     pub barrier: Arc<crate::barrier::Barrier>,
+    /// Dynamic database credentials: sealed connection passwords, pooled
+    /// clients, the revoker's doorbell.
+    pub db: Arc<crate::db_creds::DbCreds>,
 }
 
 #[derive(Clone)]

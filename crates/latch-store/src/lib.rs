@@ -162,6 +162,52 @@ pub trait SshStore: Send + Sync + 'static {
     async fn revoked_ssh_serials(&self, now_unix: i64) -> Result<RevokedSerials>;
 }
 
+/// Dynamic PostgreSQL credentials: the target databases registered by
+/// administrators, and the roles created on them under grants (see
+/// `ops::db_creds` for why the states are what they are).
+#[async_trait]
+pub trait DbCredStore: Send + Sync + 'static {
+    /// Registers a connection; a name already taken is a conflict.
+    async fn create_db_connection(&self, c: DbConnection, audit: AuditDraft) -> Result<DbConnection>;
+    async fn db_connection(&self, name: &str) -> Result<Option<DbConnection>>;
+    async fn list_db_connections(&self) -> Result<Vec<DbConnection>>;
+    /// Refused ([`StoreError::Precondition`]) while a credential on it is not yet revoked.
+    async fn delete_db_connection(&self, name: &str, audit: AuditDraft) -> Result<()>;
+    /// Records a credential as `issuing`, before its role exists, refusing if
+    /// its grant is not live at that moment or it would outlive the grant.
+    async fn record_db_credential(&self, c: DbCredential, audit: AuditDraft) -> Result<()>;
+    /// `issuing` → `active` once the role exists; false when the credential
+    /// was meanwhile marked for revocation (the caller must drop the role).
+    async fn activate_db_credential(&self, lease_id: &str) -> Result<bool>;
+    async fn db_credential(&self, lease_id: &str) -> Result<Option<DbCredential>>;
+    async fn list_db_credentials(&self, f: DbCredFilter) -> Result<Vec<DbCredential>>;
+    /// Marks the selected live credentials `revoking` (and asks for an
+    /// immediate retry of those already revoking); returns both, and appends
+    /// `audit` (with the lease ids) when there were any.
+    async fn request_db_revocation(&self, sel: LeaseSelector, audit: AuditDraft) -> Result<Vec<String>>;
+    /// Marks credentials whose lease ended at `now` (before their grant) `revoking`, one event each.
+    async fn expire_db_credentials(&self, now: Timestamp, audit: SweepAudit<DbCredential>) -> Result<Vec<String>>;
+    /// Credentials being revoked whose next attempt is due at `now`.
+    async fn due_db_revocations(&self, now: Timestamp, limit: usize) -> Result<Vec<DbCredential>>;
+    /// The role is gone: `revoked`, with `audit`; false if it already was.
+    async fn finish_db_revocation(&self, lease_id: &str, audit: AuditDraft) -> Result<bool>;
+    /// A failed attempt: counts it, keeps the error, schedules the next; returns the attempts so far.
+    async fn fail_db_revocation(
+        &self,
+        lease_id: &str,
+        error: &str,
+        next_attempt_at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<i64>;
+    /// Moves an active credential's end to `expires_at`, never past its grant's.
+    async fn renew_db_credential(
+        &self,
+        lease_id: &str,
+        expires_at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<DbCredential>;
+}
+
 /// Recorded sessions (asciicast v2), stored incrementally as ordered chunks.
 #[async_trait]
 pub trait RecordingStore: Send + Sync + 'static {
@@ -294,6 +340,7 @@ pub trait SecretStore: Send + Sync + 'static {
 pub trait Store:
     JitStore
     + SshStore
+    + DbCredStore
     + RecordingStore
     + FederationStore
     + OidcStore

@@ -614,3 +614,94 @@ pub struct SessionInfo {
     /// Present for tokens made by `auth/token/create`.
     pub child: Option<ChildToken>,
 }
+
+/// A registered target database for dynamic credentials. The
+/// administrator's password is held only sealed.
+#[derive(Clone, Debug)]
+pub struct DbConnection {
+    pub name: String,
+    pub host: String,
+    pub port: i64,
+    pub database: String,
+    /// The administrator latch creates and drops roles as.
+    pub username: String,
+    pub sslmode: String,
+    /// Hex of the sealed password; never logged or answered.
+    pub sealed_password: String,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+/// Where a dynamic database credential is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbCredState {
+    /// Recorded; its role is being created on the target.
+    Issuing,
+    Active,
+    /// Its grant ended or it was revoked: the role is being dropped.
+    Revoking,
+    /// The role is gone.
+    Revoked,
+}
+
+impl DbCredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbCredState::Issuing => "issuing",
+            DbCredState::Active => "active",
+            DbCredState::Revoking => "revoking",
+            DbCredState::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "issuing" => Some(DbCredState::Issuing),
+            "active" => Some(DbCredState::Active),
+            "revoking" => Some(DbCredState::Revoking),
+            "revoked" => Some(DbCredState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A PostgreSQL role latch created under a grant (a lease, in Vault's words).
+#[derive(Clone, Debug)]
+pub struct DbCredential {
+    /// `database/creds/ROLE/RANDOM`.
+    pub lease_id: String,
+    pub grant_id: String,
+    pub principal_id: String,
+    pub principal_name: String,
+    /// The latch role of the grant.
+    pub role: String,
+    pub connection: String,
+    /// The PostgreSQL role name.
+    pub username: String,
+    /// The revocation statements (templates) in force when it was issued,
+    /// so a later policy change cannot strand it.
+    pub revocation: Vec<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub state: DbCredState,
+    pub revoke_requested_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub revoke_attempts: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// Which credentials a revocation is for.
+#[derive(Clone, Debug)]
+pub enum LeaseSelector {
+    One(String),
+    /// Every lease whose id starts with this (compared exactly, no wildcards).
+    Prefix(String),
+}
+
+/// Filters for listing credentials; newest first.
+#[derive(Clone, Debug, Default)]
+pub struct DbCredFilter {
+    pub state: Option<DbCredState>,
+    pub grant_id: Option<String>,
+    pub limit: usize,
+}

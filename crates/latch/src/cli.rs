@@ -46,6 +46,10 @@ pub enum Command {
     /// SSH certificates under your grants, the CA and the revocation list.
     #[command(subcommand)]
     Ssh(SshCmd),
+    /// Dynamic PostgreSQL credentials: target connections (administrators),
+    /// logins under your grants, and their leases.
+    #[command(subcommand)]
+    Db(DbCmd),
     /// Log in and print a session token as LATCH_TOKEN=….
     Login(LoginArgs),
     /// Trade an external OIDC token (a CI job's) for a latch session and, with
@@ -290,6 +294,90 @@ pub enum SshCmd {
         #[arg(long, default_value_t = 5)]
         interval: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum DbCmd {
+    /// Register, show or remove a target database (administrators).
+    #[command(subcommand)]
+    Connection(DbConnectionCmd),
+    /// List the registered target databases (administrators).
+    Connections,
+    /// A PostgreSQL login under one of your grants (`--grant ID`), or `list`
+    /// every credential with its revocation state (administrators).
+    Creds(DbCredsArgs),
+    /// Look up, renew or revoke a lease (`database/creds/ROLE/ID`).
+    #[command(subcommand)]
+    Lease(DbLeaseCmd),
+}
+
+#[derive(Subcommand)]
+pub enum DbConnectionCmd {
+    /// Register a PostgreSQL server latch creates roles on; latch connects once to check it.
+    Add {
+        name: String,
+        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer], without the password.
+        #[arg(long)]
+        url: String,
+        /// File holding the user's password (`-`: stdin); stored sealed, never shown.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
+    /// Show one connection (never its password).
+    Show { name: String },
+    /// Remove a connection (refused while credentials on it are not yet revoked).
+    Rm { name: String },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DbCredsArgs {
+    /// The grant to issue under (yours, active, of a role with [credentials.postgres]).
+    #[arg(long)]
+    pub grant: Option<String>,
+    /// Lease duration, e.g. 15m (never past the grant's end; default: until it ends).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Print the credential as JSON (like `-o json`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Option<DbCredsCmd>,
+}
+
+#[derive(Subcommand)]
+pub enum DbCredsCmd {
+    /// Every credential with its state, failed revocation attempts and last error (administrators).
+    List {
+        /// Only in this state: issuing, active, revoking, revoked.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only under this grant.
+        #[arg(long)]
+        grant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DbLeaseCmd {
+    /// Issue and expire times, seconds left, whether it renews.
+    Show { lease_id: String },
+    /// Extend the lease (and the role's VALID UNTIL), never past the grant's end.
+    Renew {
+        lease_id: String,
+        /// From now, e.g. 30m (default: until the grant ends).
+        #[arg(long)]
+        increment: Option<String>,
+    },
+    /// Revoke the lease: the role's sessions are ended and the role dropped.
+    Revoke {
+        lease_id: String,
+        /// Wait (up to 30 s) until the role is dropped.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Revoke every lease whose id starts with PREFIX, e.g. database/creds/ROLE/ (administrators).
+    RevokePrefix { prefix: String },
 }
 
 #[derive(Args)]

@@ -12,6 +12,7 @@ mod bench_ssh;
 mod cli;
 mod client;
 mod commands;
+mod db_cmd;
 mod exchange_cmd;
 mod gateway_cmd;
 mod jit_cmd;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server_cmd::run(args),
         Command::Operator(cmd) => seal_cmd::operator(cmd, &g),
         Command::Ssh(cmd) => ssh_cmd::run(cmd, &g),
+        Command::Db(cmd) => db_cmd::run(cmd, &g),
         Command::Bench(b) => bench::run(b, &g),
         Command::Audit(a) => audit_cmd::run(a, &g),
         Command::Sessions(a) => sessions_cmd::run(a, &g),

@@ -167,6 +167,19 @@ const MATRIX: &[Row] = &[
     ("POST /v1/grants/{id}/token",                            "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/ssh",                              "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
     ("POST /v1/grants/{id}/revoke",                           "id=revoke_me",                    [N, A, F, F, A, F, N, N, N]),
+    // -- dynamic database credentials: a PostgreSQL login under one's own grant only (like tokens);
+    //    connections and the list of every credential are admins'; a lease is seen and revoked by its
+    //    holder and admins (404 for anyone else), renewed by its holder only; revoke-prefix is admins'
+    ("POST /v1/grants/{id}/db-creds",                         "id=alice_grant",                  [N, A, F, F, F, F, N, N, N]),
+    ("POST /v1/db/connections",                               "",                                [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/db/connections",                                "",                                [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/db/connections/{name}",                         "name=db_conn",                    [N, F, F, F, A, F, N, N, N]),
+    ("DELETE /v1/db/connections/{name}",                      "name=victim_conn",                [N, F, F, F, A, F, N, N, N]),
+    ("GET /v1/db/creds",                                      "",                                [N, F, F, F, A, F, N, N, N]),
+    ("POST /v1/db/leases/lookup",                             "",                                [N, A, H, H, A, H, N, N, N]),
+    ("POST /v1/db/leases/renew",                              "",                                [N, A, H, H, F, H, N, N, N]),
+    ("POST /v1/db/leases/revoke",                             "",                                [N, A, H, H, A, H, N, N, N]),
+    ("POST /v1/db/leases/revoke-prefix",                      "",                                [N, F, F, F, A, F, N, N, N]),
     // -- the gateway's questions: members of ssh-gateways only — not even admins (tests/gateway.rs admits the gateway)
     ("POST /v1/gateway/authorize",                            "",                                [N, F, F, F, F, F, N, N, N]),
     ("POST /v1/gateway/grants",                               "",                                [N, F, F, F, F, F, N, N, N]),
@@ -238,6 +251,14 @@ fn body(route: &str) -> Option<&'static str> {
         "POST /v1/grants/{id}/token" => r#"{"audience": "https://ops.internal"}"#,
         "POST /v1/grants/{id}/ssh" => r#"{"public_key": "<ssh_key>"}"#,
         "POST /v1/grants/{id}/revoke" => r#"{"reason": "done"}"#,
+        "POST /v1/grants/{id}/db-creds" => r#"{"ttl": "10m"}"#,
+        "POST /v1/db/connections" => {
+            r#"{"name": "new-<k>", "host": "127.0.0.1", "port": <pg_port>, "database": "<pg_db>", "username": "<pg_admin>", "password": "<pg_admin_pw>"}"#
+        }
+        "POST /v1/db/leases/lookup" => r#"{"lease_id": "<alice_lease>"}"#,
+        "POST /v1/db/leases/renew" => r#"{"lease_id": "<alice_lease>", "increment": "5m"}"#,
+        "POST /v1/db/leases/revoke" => r#"{"lease_id": "<revoke_lease>"}"#,
+        "POST /v1/db/leases/revoke-prefix" => r#"{"prefix": "database/creds/nothing-<k>/"}"#,
         "POST /v1/tokens/introspect" => r#"{"token": "<jwt>"}"#,
         "POST /v1/recordings" => {
             r#"{"grant_id": "<alice_grant>", "target": "db-1.prod.internal", "login": "deploy", "kind": "shell", "width": 80, "height": 24}"#
@@ -265,6 +286,9 @@ max_duration = "1h"
 audiences = ["https://ops.internal"]
 [credentials.ssh]
 principals = ["deploy"]
+[credentials.postgres]
+connection = "matrix-db"
+creation_statements = ["CREATE ROLE {{name}} WITH LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}}"]
 "#;
 
 const POLICIES: &str = r#"@id("anyone-may-request")
@@ -434,7 +458,43 @@ fn setup() -> Fixture {
     let grant = active_grant();
     let jwt = call(&s, "POST", &format!("/v1/grants/{grant}/token"), &alice, Value::Null);
     res.insert("jwt".into(), str_of(&jwt, "/token"));
-    res.insert("alice_grant".into(), grant);
+    res.insert("alice_grant".into(), grant.clone());
+
+    // A target database on the test's PostgreSQL cluster, registered as
+    // `matrix-db` (and one throwaway connection per caller to delete), and
+    // alice's database leases under her grant: one to look up and renew, one
+    // per caller to revoke.
+    let pgc = common::pg::cluster();
+    let pg_admin = format!("matrix_admin_{}", std::process::id());
+    let pg_db = format!("matrix_{}", std::process::id());
+    let pg_pw: String =
+        latch_crypto::new_token("pg").unwrap().expose().chars().filter(char::is_ascii_alphanumeric).collect();
+    common::secrets::note(&pg_pw);
+    pgc.psql("postgres", &format!("CREATE ROLE {pg_admin} LOGIN CREATEROLE PASSWORD '{pg_pw}'"));
+    pgc.psql("postgres", &format!("CREATE DATABASE {pg_db} OWNER {pg_admin}"));
+    let conn = |name: &str| json!({ "name": name, "host": "127.0.0.1", "port": pgc.port, "database": pg_db, "username": pg_admin, "password": pg_pw });
+    call(&s, "POST", "/v1/db/connections", &admin, conn("matrix-db"));
+    for (k, v) in [
+        ("pg_port", pgc.port.to_string()),
+        ("pg_db", pg_db.clone()),
+        ("pg_admin", pg_admin.clone()),
+        ("pg_admin_pw", pg_pw.clone()),
+        ("db_conn", "matrix-db".into()),
+    ] {
+        res.insert(k.into(), v);
+    }
+    let lease = || {
+        let v = call(&s, "POST", &format!("/v1/grants/{grant}/db-creds"), &alice, Value::Null);
+        common::secrets::note(&str_of(&v, "/password"));
+        str_of(&v, "/lease_id")
+    };
+    res.insert("alice_lease".into(), lease());
+    for k in ACTORS {
+        res.insert(format!("revoke_lease@{k}"), lease());
+        let name = format!("vc-{k}");
+        call(&s, "POST", "/v1/db/connections", &admin, conn(&name));
+        res.insert(format!("victim_conn@{k}"), name);
+    }
 
     // Per actor: throwaway identities, and alice's requests and grants to act on.
     for k in ACTORS {

@@ -179,7 +179,8 @@ impl Metrics {
         self.revocation.observe_duration(d);
     }
 
-    /// A revocation this node could not commit (the store failed).
+    /// A revocation this node could not commit (the store failed), or a
+    /// failed attempt to drop a database credential's role.
     pub fn revocation_failed(&self) {
         self.revocation_failures.inc();
     }
@@ -269,7 +270,8 @@ impl Metrics {
         );
         e.counter(
             "latch_revocation_failures_total",
-            "Revocations this node could not commit because the store failed (the grant stays active: retry).",
+            "Revocations that failed on this node: grant revocations the store could not commit (the grant stays active: \
+             retry), and attempts to drop a database credential's role (retried with backoff; see GET /v1/db/creds).",
             self.revocation_failures.get(),
         );
         e.counter_vec(

@@ -748,6 +748,8 @@ pub async fn revoke(
         }
     };
     st.metrics.revocation(started.elapsed());
+    // Its database roles, if any, are dropped by the revoker now rather than at its next poll.
+    st.db.wake_revoker();
     Ok(Json(json!({ "grant": grant_view(&g, st.clock.now()), "tokens_revoked": jtis })))
 }
 

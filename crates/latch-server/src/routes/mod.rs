@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod db;
 pub mod exchange;
 pub mod federations;
 pub mod gateway;

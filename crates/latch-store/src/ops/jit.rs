@@ -476,10 +476,14 @@ impl JitStore for SqlStore {
             )?;
             ctx.exec("UPDATE tokens SET revoked_at = ?2 WHERE grant_id = ?1 AND revoked_at IS NULL", args![id, now])?;
             let serials = crate::ops::ssh::revoke_certs_of_grant(ctx, &id)?;
+            let leases = crate::ops::db_creds::revoke_db_creds_of_grant(ctx, &id)?;
             let mut details = audit.details.clone();
             if let Some(m) = details.as_object_mut() {
                 m.insert("tokens_revoked".into(), json!(jtis));
                 m.insert("ssh_certs_revoked".into(), json!(serials));
+                if !leases.is_empty() {
+                    m.insert("db_leases_revoking".into(), json!(leases));
+                }
             }
             ctx.invalidate()?;
             ctx.audit(audit.details(details))?;
@@ -512,8 +516,18 @@ impl JitStore for SqlStore {
                 )?;
                 // Its certificates join the revocation list, as on revocation.
                 crate::ops::ssh::revoke_certs_of_grant(ctx, &g.id)?;
+                // Its database roles are queued for dropping.
+                let leases = crate::ops::db_creds::revoke_db_creds_of_grant(ctx, &g.id)?;
                 transition(ctx, &g.request_id, RequestState::Active, RequestState::Expired, "system", "expired")?;
-                ctx.audit(expire(&g))?;
+                let mut ev = expire(&g);
+                if !leases.is_empty() {
+                    let mut details = ev.details.clone();
+                    if let Some(m) = details.as_object_mut() {
+                        m.insert("db_leases_revoking".into(), json!(leases));
+                    }
+                    ev = ev.details(details);
+                }
+                ctx.audit(ev)?;
                 swept.expired.push(g);
             }
             let stale: Vec<AccessRequest> = {

@@ -1,6 +1,7 @@
 //! The domain operations as SQL, written once for both backends.
 
 pub(crate) mod child_tokens;
+pub(crate) mod db_creds;
 mod federation;
 pub(crate) mod identity;
 mod jit;
