@@ -53,7 +53,13 @@ pub const MAX_ROLE_NAME: usize = 63;
 /// The sealed server hook: while latch is sealed (no master key in memory)
 /// nothing here may run, and every route answers 503. latch has no sealed
 /// state yet, so this always passes; the seal work makes it real.
-pub fn ensure_unsealed(_st: &AppState) -> ApiResult<()> {
+pub fn ensure_unsealed(st: &AppState) -> ApiResult<()> {
+    if st.barrier.is_sealed() {
+        return Err(ApiError::Unavailable(
+            "latch is sealed: dynamic credentials are unavailable until it is unsealed with `latch operator unseal`"
+                .into(),
+        ));
+    }
     Ok(())
 }
 

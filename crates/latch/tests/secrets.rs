@@ -545,3 +545,49 @@ fn a_rotation_period_rotates_role_secrets_when_nobody_has_them_checked_out() {
     common::eventually("rotated at check-in", || version() == 3);
     assert_eq!(reasons(), vec![json!("rotation period"), json!("grant ended")]);
 }
+
+/// Vault's routes × callers: anonymous, a plain user, an administrator.
+/// `N` 401, `F` 403, anything else is the status itself.
+#[test]
+fn vault_routes_refuse_the_wrong_callers() {
+    let s = Server::start();
+    enable_kv(&s, "secret");
+    put(&s, "a", json!({ "v": "1" }));
+    s.create_user("bob", "correct horse battery", &[]);
+    let bob = s.login("bob", "correct horse battery", None).unwrap();
+    let table: &[(&str, &str, Option<Value>, [u16; 3])] = &[
+        // method, path, body, [anonymous, user, admin]
+        ("GET", "/v1/sys/seal-status", None, [200, 200, 200]),
+        ("GET", "/v1/sys/leader", None, [200, 200, 200]),
+        ("GET", "/v1/sys/init", None, [200, 200, 200]),
+        ("PUT", "/v1/sys/init", Some(json!({"secret_shares": 1, "secret_threshold": 1})), [401, 403, 409]),
+        ("GET", "/v1/sys/key-status", None, [401, 403, 200]),
+        ("GET", "/v1/sys/mounts", None, [401, 403, 200]),
+        ("POST", "/v1/sys/mounts/other", Some(json!({"type": "kv-v2"})), [401, 403, 204]),
+        ("GET", "/v1/sys/internal/ui/mounts/secret/a", None, [401, 200, 200]),
+        ("GET", "/v1/secret/config", None, [401, 403, 200]),
+        ("GET", "/v1/secret/data/a", None, [401, 403, 200]),
+        ("POST", "/v1/secret/data/b", Some(json!({"data": {"k": "v"}})), [401, 403, 200]),
+        ("GET", "/v1/secret/metadata/a", None, [401, 403, 200]),
+        ("GET", "/v1/secret/metadata/?list=true", None, [401, 403, 200]),
+        ("POST", "/v1/secret/delete/a", Some(json!({"versions": [1]})), [401, 403, 204]),
+        ("POST", "/v1/secret/undelete/a", Some(json!({"versions": [1]})), [401, 403, 204]),
+        ("GET", "/v1/auth/token/lookup-self", None, [401, 200, 200]),
+        ("POST", "/v1/auth/token/create", Some(json!({"ttl": "1m"})), [401, 200, 200]),
+        ("POST", "/v1/auth/token/create-orphan", Some(json!({"ttl": "1m"})), [401, 403, 200]),
+        ("POST", "/v1/sys/leases/lookup", Some(json!({"lease_id": "database/creds/x/y"})), [401, 404, 404]),
+        ("POST", "/v1/sys/leases/revoke-prefix/database/creds/x/", None, [401, 403, 204]),
+        ("POST", "/v1/secret/destroy/a", Some(json!({"versions": [1]})), [401, 403, 204]),
+        ("PUT", "/v1/sys/rotate", None, [401, 403, 204]),
+        ("PUT", "/v1/sys/seal", None, [401, 403, 204]),
+    ];
+    for (method, path, body, want) in table {
+        for (who, token) in [("anonymous", None), ("user", Some(bob.as_str())), ("admin", Some(s.token.as_str()))] {
+            let raw = body.as_ref().map(|b| b.to_string());
+            let headers: Vec<(&str, &str)> = token.map(|t| vec![("X-Vault-Token", t)]).unwrap_or_default();
+            let (code, _, text) = s.http_raw(method, path, None, raw.as_deref(), &headers);
+            let i = ["anonymous", "user", "admin"].iter().position(|w| *w == who).unwrap();
+            assert_eq!(code, want[i], "{method} {path} as {who}: {text}");
+        }
+    }
+}

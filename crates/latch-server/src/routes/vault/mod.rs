@@ -12,6 +12,7 @@
 //! for that endpoint is an error naming it).
 
 pub mod kv;
+pub mod leases;
 pub mod sys;
 pub mod token;
 
@@ -196,6 +197,9 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/sys/seal", post(sys::seal).put(sys::seal))
         .route("/v1/sys/key-status", get(sys::key_status))
         .route("/v1/sys/rotate", post(sys::rotate).put(sys::rotate))
+        .route("/v1/sys/leases/{*rest}", any(leases::dispatch))
+        .route("/v1/sys/renew/{*lease}", any(leases::renew_legacy))
+        .route("/v1/sys/revoke/{*lease}", any(leases::revoke_legacy))
         .route("/v1/sys/mounts", get(sys::list_mounts))
         .route("/v1/sys/mounts/{*path}", any(sys::mount))
         .route("/v1/sys/internal/ui/mounts/{*path}", get(sys::ui_mount))
