@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use latch_audit::{AuditDraft, Outcome};
 use latch_core::Timestamp;
-use latch_crypto::seal;
 use latch_policy::pg_template::{Template, Values, quote_ident};
 use latch_store::{DbConnection, DbCredential, LeaseSelector};
 use serde_json::json;
@@ -63,39 +62,84 @@ pub fn ensure_unsealed(st: &AppState) -> ApiResult<()> {
     Ok(())
 }
 
-/// Seals and opens the administrator passwords of registered connections:
-/// AES-256-GCM bound to `db-connection:NAME`, so a sealed value cannot be
-/// moved to another connection. The one place that knows the key; it moves
-/// under the master key when that lands.
+/// Seals and opens the administrator passwords of registered connections
+/// under the master keyring (see [`crate::barrier`]): each password
+/// encrypted under its own data key, bound to `db-connection:NAME` so a
+/// sealed value cannot be moved to another connection. A sealed node can
+/// neither register connections nor use them. The one place that knows how.
 pub struct PasswordSealer {
-    kek: Zeroizing<[u8; 32]>,
+    barrier: std::sync::Arc<crate::barrier::Barrier>,
+    store: std::sync::Arc<dyn latch_store::Store>,
 }
 
+/// Stored form: `mk:VERSION:WRAPPED_KEY_HEX:CIPHERTEXT_HEX`.
+const SEALED_PREFIX: &str = "mk";
+
 impl PasswordSealer {
-    pub fn new(kek: Zeroizing<[u8; 32]>) -> Self {
-        PasswordSealer { kek }
+    pub fn new(
+        barrier: std::sync::Arc<crate::barrier::Barrier>,
+        store: std::sync::Arc<dyn latch_store::Store>,
+    ) -> Self {
+        PasswordSealer { barrier, store }
     }
 
     fn context(connection: &str) -> String {
         format!("db-connection:{connection}")
     }
 
-    /// Hex of the sealed password.
-    pub fn seal(&self, connection: &str, password: &str) -> Result<String, latch_crypto::CryptoError> {
-        Ok(latch_crypto::hex(&seal::seal(&self.kek, &Self::context(connection), password.as_bytes())?))
+    async fn keyring(&self) -> Result<std::sync::Arc<latch_crypto::keyring::Keyring>, ApiError> {
+        self.barrier.keyring(self.store.as_ref(), std::time::Instant::now()).await
     }
 
-    pub fn open(&self, connection: &str, sealed_hex: &str) -> Result<Zeroizing<String>, String> {
-        let why = || {
-            format!(
-                "the stored password of database connection {connection:?} does not open with this node's key \
-                 file: every node needs the same DATA/keys, or register the connection again"
-            )
-        };
-        let bytes = latch_crypto::hex_decode(sealed_hex).map_err(|_| why())?;
-        let plain = Zeroizing::new(seal::open(&self.kek, &Self::context(connection), &bytes).map_err(|_| why())?);
-        String::from_utf8(plain.to_vec()).map(Zeroizing::new).map_err(|_| why())
+    /// The sealed password, for storage.
+    pub async fn seal(&self, connection: &str, password: &str) -> Result<String, ApiError> {
+        Ok(seal_with(&*self.keyring().await?, connection, password)?)
     }
+
+    pub async fn open(&self, connection: &str, sealed: &str) -> Result<Zeroizing<String>, String> {
+        let ring = self.keyring().await.map_err(|e| e.to_string())?;
+        open_with(&ring, connection, sealed)
+    }
+}
+
+fn seal_with(
+    ring: &latch_crypto::keyring::Keyring,
+    connection: &str,
+    password: &str,
+) -> Result<String, latch_crypto::CryptoError> {
+    let env = ring.encrypt(&PasswordSealer::context(connection), password.as_bytes())?;
+    Ok(format!(
+        "{SEALED_PREFIX}:{}:{}:{}",
+        env.master_version,
+        latch_crypto::hex(&env.wrapped_key),
+        latch_crypto::hex(&env.ciphertext)
+    ))
+}
+
+fn open_with(
+    ring: &latch_crypto::keyring::Keyring,
+    connection: &str,
+    sealed: &str,
+) -> Result<Zeroizing<String>, String> {
+    let why = || {
+        format!(
+            "the stored password of database connection {connection:?} does not open with this keyring: \
+             register the connection again"
+        )
+    };
+    let mut parts = sealed.split(':');
+    let (Some(SEALED_PREFIX), Some(v), Some(w), Some(c), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(why());
+    };
+    let env = latch_crypto::keyring::Envelope {
+        master_version: v.parse().map_err(|_| why())?,
+        wrapped_key: latch_crypto::hex_decode(w).map_err(|_| why())?,
+        ciphertext: latch_crypto::hex_decode(c).map_err(|_| why())?,
+    };
+    let plain = ring.decrypt(&PasswordSealer::context(connection), &env).map_err(|_| why())?;
+    String::from_utf8(plain.to_vec()).map(Zeroizing::new).map_err(|_| why())
 }
 
 /// Server-wide state of dynamic credentials: the sealer, pooled clients per
@@ -149,7 +193,7 @@ impl DbCreds {
                 None => break,
             }
         }
-        let password = self.sealer.open(&conn.name, &conn.sealed_password).map_err(TargetError::Config)?;
+        let password = self.sealer.open(&conn.name, &conn.sealed_password).await.map_err(TargetError::Config)?;
         connect(conn, &password).await
     }
 
@@ -618,14 +662,17 @@ mod tests {
 
     #[test]
     fn sealed_passwords_open_only_for_their_connection() {
-        let s = PasswordSealer::new(Zeroizing::new([7u8; 32]));
-        let sealed = s.seal("app-db", "hunter2-but-longer").unwrap();
-        assert!(!sealed.contains("hunter2"));
-        assert_eq!(s.open("app-db", &sealed).unwrap().as_str(), "hunter2-but-longer");
-        let e = s.open("other-db", &sealed).unwrap_err();
+        let ring = latch_crypto::keyring::Keyring::generate(0).unwrap();
+        let sealed = seal_with(&ring, "app-db", "hunter2-but-longer").unwrap();
+        assert!(!sealed.contains("hunter2") && sealed.starts_with("mk:1:"));
+        assert_eq!(open_with(&ring, "app-db", &sealed).unwrap().as_str(), "hunter2-but-longer");
+        let e = open_with(&ring, "other-db", &sealed).unwrap_err();
         assert!(e.contains("does not open") && !e.contains("hunter2"), "{e}");
-        let other = PasswordSealer::new(Zeroizing::new([8u8; 32]));
-        assert!(other.open("app-db", &sealed).is_err());
+        let other = latch_crypto::keyring::Keyring::generate(0).unwrap();
+        assert!(open_with(&other, "app-db", &sealed).is_err());
+        assert!(open_with(&ring, "app-db", "not-sealed").is_err());
+        // Still opens after a master key rotation.
+        assert!(open_with(&ring.rotated(1).unwrap(), "app-db", &sealed).is_ok());
     }
 
     #[test]

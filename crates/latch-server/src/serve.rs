@@ -107,6 +107,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
     let token_keys = TokenKeyring::load(&data_dir)?;
     let ssh_ca = Arc::new(crate::ssh_ca::load(&store, &data_dir, clock.now()).await?);
 
+    let barrier = Arc::new(crate::barrier::Barrier::default());
     let state = AppState(Arc::new(Inner {
         store: store.clone(),
         clock: clock.clone(),
@@ -126,10 +127,11 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         oidc_keys: Arc::new(crate::oidc::IssuerKeys::new(Arc::new(crate::oidc::HttpFetch::new()))),
         oidc_providers: cfg.oidc.clone(),
         slo: cfg.slo.clone(),
-        barrier: Default::default(),
-        db: Arc::new(crate::db_creds::DbCreds::new(crate::db_creds::PasswordSealer::new(keys::load_or_create_secret(
-            &keys::kek_path(&data_dir),
-        )?))),
+        barrier: barrier.clone(),
+        db: Arc::new(crate::db_creds::DbCreds::new(crate::db_creds::PasswordSealer::new(
+            barrier.clone(),
+            store.clone(),
+        ))),
     }));
     if opts.auto_unseal {
         dev_unseal(&state, &data_dir).await?;

@@ -158,7 +158,7 @@ pub async fn create_connection(
             req.name
         ))
     })?;
-    conn.sealed_password = st.db.sealer.seal(&conn.name, &req.password)?;
+    conn.sealed_password = st.db.sealer.seal(&conn.name, &req.password).await?;
     let ev = ctx.audit(p.audit_name(), "db.connection.create", format!("db-connection:{}", conn.name)).details(json!({
         "host": conn.host, "port": conn.port, "database": conn.database, "username": conn.username,
         "sslmode": conn.sslmode, "server_version": version,
