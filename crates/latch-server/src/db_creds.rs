@@ -382,6 +382,8 @@ pub fn expiration(t: Timestamp) -> String {
     t.to_rfc3339()
 }
 
+/// The advisory lock key creation transactions queue on (arbitrary, fixed).
+const CREATION_LOCK: i64 = 0x6c61_7463_6864;
 /// Attempts at a creation transaction that conflicts with concurrent ones.
 const CREATE_ATTEMPTS: u32 = 8;
 
@@ -409,6 +411,15 @@ pub async fn create_role(
     }
 }
 
+/// Whether a statement is a `CREATE ROLE`/`CREATE USER` (and nothing else).
+fn creates_role(sql: &str) -> bool {
+    let words: Vec<String> = sql.split_whitespace().take(2).map(str::to_ascii_uppercase).collect();
+    words.len() == 2
+        && words[0] == "CREATE"
+        && (words[1] == "ROLE" || words[1] == "USER")
+        && !sql.trim_end_matches([';', ' ', '\n']).contains(';')
+}
+
 /// A short random pause before retry `attempt`, so conflicting transactions spread out.
 fn jitter(attempt: u32) -> Duration {
     let r = latch_crypto::random_bytes(1).ok().and_then(|b| b.first().copied()).map_or(128, u64::from);
@@ -425,7 +436,23 @@ async fn create_role_once(
     let secrets = [values.password];
     let result = async {
         let tx = timed("BEGIN", client.transaction(), &secrets).await?;
+        let mut locked = false;
         for s in statements {
+            // One creation at a time per target database, from every latch
+            // node, past its CREATE ROLE: the statements after it typically
+            // GRANT on shared objects, and concurrent GRANTs on one object
+            // fail ("tuple concurrently updated") rather than wait. CREATE
+            // ROLE itself (where PostgreSQL hashes the password) runs
+            // concurrently.
+            if !locked && !creates_role(s.source()) {
+                timed(
+                    "waiting for the creation lock",
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATION_LOCK]),
+                    &secrets,
+                )
+                .await?;
+                locked = true;
+            }
             timed("a creation statement", tx.batch_execute(&s.render(values)), &secrets).await?;
         }
         timed("COMMIT", tx.commit(), &secrets).await
@@ -673,6 +700,15 @@ mod tests {
         assert!(open_with(&ring, "app-db", "not-sealed").is_err());
         // Still opens after a master key rotation.
         assert!(open_with(&ring.rotated(1).unwrap(), "app-db", &sealed).is_ok());
+    }
+
+    #[test]
+    fn only_a_lone_create_role_runs_outside_the_creation_lock() {
+        assert!(creates_role("CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}';"));
+        assert!(creates_role("  create user {{name}} password {{password}}"));
+        assert!(!creates_role("GRANT SELECT ON items TO {{name}}"));
+        assert!(!creates_role("CREATE ROLE {{name}}; GRANT SELECT ON items TO {{name}}"));
+        assert!(!creates_role("CREATE TABLE t (x INT)"));
     }
 
     #[test]
