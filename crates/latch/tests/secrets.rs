@@ -98,6 +98,10 @@ fn shares_unseal_at_the_threshold_and_nothing_is_stored_in_the_clear() {
     let (code, health) = s.http("GET", "/v1/sys/health", None, None);
     assert_eq!((code, health["sealed"].clone(), health["status"].clone()), (200, json!(true), json!("ok")));
     assert!(s.cli(&["operator", "status"]).ok().stdout.contains("not initialized"));
+    // Vault's health parameters: a load balancer can ask for other codes.
+    assert_eq!(s.http("GET", "/v1/sys/health?uninitcode=501", None, None).0, 501);
+    assert_eq!(s.http("GET", "/v1/sys/health?sealedcode=42", None, None).0, 400);
+    assert_eq!(s.http("GET", "/v1/sys/health?standbyok=true&nosuch=1", None, None).0, 400);
 
     // Init: five shares, threshold three, shown once; this node is unsealed.
     let out = s.cli(&["operator", "init", "--shares", "5", "--threshold", "3", "-o", "json"]).ok().json();
@@ -131,6 +135,7 @@ fn shares_unseal_at_the_threshold_and_nothing_is_stored_in_the_clear() {
     );
     assert_eq!(get(&s2, "prod/db").0, 503);
     assert_eq!(s2.http("GET", "/v1/sys/health", None, None).0, 200);
+    assert_eq!(s2.http("GET", "/v1/sys/health?sealedcode=503&standbyok=true", None, None).0, 503);
 
     // One share: progress 1. The same share again does not count twice.
     assert_eq!(unseal(&s2, &shares[0]).1["progress"], 1);
@@ -165,6 +170,7 @@ fn shares_unseal_at_the_threshold_and_nothing_is_stored_in_the_clear() {
     }
     let (code, body) = get(&s2, "prod/db");
     assert_eq!((code, body["data"]["data"]["password"].clone()), (200, json!(password)));
+    assert_eq!(s2.http("GET", "/v1/sys/health?sealedcode=503", None, None).0, 200);
 
     // Sealing is for administrators, and takes the keys away again.
     s2.create_user("mallory", "correct horse battery", &[]);

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Admin, ApiJson, Ctx};
+use crate::extract::{Admin, ApiJson, ApiQuery, Ctx};
 use crate::state::AppState;
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -34,9 +34,50 @@ pub struct Health {
     pub server_time_utc: i64,
 }
 
-#[utoipa::path(get, path = "/v1/sys/health", tag = "sys",
-    responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+/// Vault's health parameters: the status to answer with in each state, so a
+/// load balancer can, e.g., route secrets traffic only to unsealed nodes
+/// (`?sealedcode=503`). By default latch answers 200 while sealed or not yet
+/// initialized, as it serves everything but secrets then.
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HealthParams {
+    /// Status when this node is sealed (default 200).
+    pub sealedcode: Option<u16>,
+    /// Status when the seal was never initialized (default 200).
+    pub uninitcode: Option<u16>,
+    /// Status when unsealed and healthy (default 200).
+    pub activecode: Option<u16>,
+    /// Accepted for Vault clients; latch has no standby nodes.
+    pub standbyok: Option<bool>,
+    pub perfstandbyok: Option<bool>,
+    pub standbycode: Option<u16>,
+    pub performancestandbycode: Option<u16>,
+    pub drsecondarycode: Option<u16>,
+    pub haunhealthycode: Option<u16>,
+    pub removedcode: Option<u16>,
+}
+
+fn status_code(name: &str, code: Option<u16>) -> Result<StatusCode, ApiError> {
+    match code {
+        None => Ok(StatusCode::OK),
+        Some(c) => StatusCode::from_u16(c)
+            .ok()
+            .filter(|s| (200..600).contains(&s.as_u16()))
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an HTTP status between 200 and 599"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/sys/health", tag = "sys", params(HealthParams),
+    responses((status = 200, body = Health), (status = 400, body = ErrorBody), (status = 503, body = Health)))]
+pub async fn health(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<HealthParams>,
+) -> ApiResult<(StatusCode, Json<Health>)> {
+    let (sealed_code, uninit_code, active_code) = (
+        status_code("sealedcode", q.sealedcode)?,
+        status_code("uninitcode", q.uninitcode)?,
+        status_code("activecode", q.activecode)?,
+    );
     let version = env!("CARGO_PKG_VERSION").to_string();
     let storage = st.store.backend_name().to_string();
     let leader = st.store.is_leader();
@@ -45,8 +86,12 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let sealed = st.barrier.is_sealed();
     let server_time_utc = st.clock.now().secs();
     match st.store.audit_head().await {
-        Ok((seq, _)) => (
-            StatusCode::OK,
+        Ok((seq, _)) => Ok((
+            match (initialized, sealed) {
+                (false, _) => uninit_code,
+                (true, true) => sealed_code,
+                (true, false) => active_code,
+            },
             Json(Health {
                 status: "ok".into(),
                 version,
@@ -60,7 +105,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 standby: false,
                 server_time_utc,
             }),
-        ),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "health: store unreachable");
             let health = Health {
@@ -76,7 +121,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
                 standby: false,
                 server_time_utc,
             };
-            (StatusCode::SERVICE_UNAVAILABLE, Json(health))
+            Ok((StatusCode::SERVICE_UNAVAILABLE, Json(health)))
         }
     }
 }
