@@ -290,6 +290,31 @@ fn owner_name(p: &Principal, s: &SessionInfo) -> String {
     if s.principal_id == p.id { p.name.clone() } else { s.principal_id.clone() }
 }
 
+/// The token an operation acts on: `OP-self` the presented one, `OP` the
+/// body's `token`, `OP-accessor` the body's `accessor` (the token itself is
+/// then unknown, hence `None`).
+async fn target(
+    st: &AppState,
+    p: &Principal,
+    variant: &str,
+    op: &str,
+    headers: &axum::http::HeaderMap,
+    b: &TokenBody,
+) -> VaultResult<(SessionInfo, Option<String>)> {
+    match variant.strip_prefix(op) {
+        Some("-self") => {
+            let t = presented(headers).unwrap_or_default();
+            Ok((find(st, p, Lookup::Token(&t)).await?, Some(t)))
+        }
+        Some("") => {
+            let t = need(&b.token, "token")?.to_string();
+            Ok((find(st, p, Lookup::Token(&t)).await?, Some(t)))
+        }
+        Some("-accessor") => Ok((find(st, p, Lookup::Accessor(need(&b.accessor, "accessor")?)).await?, None)),
+        _ => Err(ApiError::NotFound(format!("no route auth/token/{variant}")).into()),
+    }
+}
+
 /// `auth/token/lookup-self`, `lookup`, `lookup-accessor`.
 pub async fn lookup(
     State(st): State<AppState>,
@@ -300,18 +325,7 @@ pub async fn lookup(
 ) -> VaultResult {
     let p = caller(who)?;
     let b: TokenBody = body(&bytes)?;
-    let (s, token) = match variant.as_str() {
-        "lookup-self" => {
-            let t = presented(&headers).unwrap_or_default();
-            (find(&st, &p, Lookup::Token(&t)).await?, Some(t))
-        }
-        "lookup" => {
-            let t = need(&b.token, "token")?.to_string();
-            (find(&st, &p, Lookup::Token(&t)).await?, Some(t))
-        }
-        "lookup-accessor" => (find(&st, &p, Lookup::Accessor(need(&b.accessor, "accessor")?)).await?, None),
-        other => return Err(ApiError::NotFound(format!("no route auth/token/{other}")).into()),
-    };
+    let (s, token) = target(&st, &p, &variant, "lookup", &headers, &b).await?;
     Ok(envelope(lookup_json(&st, &s, token.as_deref(), &owner_name(&p, &s))))
 }
 
@@ -327,18 +341,7 @@ pub async fn renew(
 ) -> VaultResult {
     let p = caller(who)?;
     let b: TokenBody = body(&bytes)?;
-    let (s, token) = match variant.as_str() {
-        "renew-self" => {
-            let t = presented(&headers).unwrap_or_default();
-            (find(&st, &p, Lookup::Token(&t)).await?, Some(t))
-        }
-        "renew" => {
-            let t = need(&b.token, "token")?.to_string();
-            (find(&st, &p, Lookup::Token(&t)).await?, Some(t))
-        }
-        "renew-accessor" => (find(&st, &p, Lookup::Accessor(need(&b.accessor, "accessor")?)).await?, None),
-        other => return Err(ApiError::NotFound(format!("no route auth/token/{other}")).into()),
-    };
+    let (s, token) = target(&st, &p, &variant, "renew", &headers, &b).await?;
     let Some(c) = s.child.as_ref().filter(|c| c.renewable) else {
         return Err(ApiError::BadRequest(
             "this token is not renewable (latch sign-in sessions end at their fixed expiry: log in again)".into(),
@@ -374,12 +377,7 @@ pub async fn revoke(
 ) -> VaultResult {
     let p = caller(who)?;
     let b: TokenBody = body(&bytes)?;
-    let s = match variant.as_str() {
-        "revoke-self" => find(&st, &p, Lookup::Token(&presented(&headers).unwrap_or_default())).await?,
-        "revoke" => find(&st, &p, Lookup::Token(need(&b.token, "token")?)).await?,
-        "revoke-accessor" => find(&st, &p, Lookup::Accessor(need(&b.accessor, "accessor")?)).await?,
-        other => return Err(ApiError::NotFound(format!("no route auth/token/{other}")).into()),
-    };
+    let (s, _) = target(&st, &p, &variant, "revoke", &headers, &b).await?;
     let audit = ctx.audit(p.audit_name(), "token.revoke", format!("session:{}", s.id));
     match st.store.revoke_session(&s.id, audit).await {
         Ok(()) | Err(latch_store::StoreError::NotFound { .. }) => Ok(no_content()),
