@@ -13,20 +13,20 @@
 
 /// Seconds from the session's start, to the microsecond.
 pub fn event_line(secs: f64, code: char, data: &str) -> String {
-    let mut out = Vec::new();
+    let mut out = String::new();
     push_event(&mut out, secs, code, data);
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Appends one event line to `out`; returns how many bytes it adds once
 /// `out` is itself sent as a JSON string (every `"`, `\` and newline grows).
-pub fn push_event(out: &mut Vec<u8>, secs: f64, code: char, data: &str) -> usize {
-    use std::io::Write;
+pub fn push_event(out: &mut String, secs: f64, code: char, data: &str) -> usize {
+    use std::fmt::Write;
     let start = out.len();
     let _ = write!(out, "[{secs:.6}, \"{code}\", ");
     // Framing: the 2 quotes around code, and the line's newline.
     let grows = 2 + push_json_str(out, data) + 1;
-    out.extend_from_slice(b"]\n");
+    out.push_str("]\n");
     (out.len() - start) + grows
 }
 
@@ -35,37 +35,39 @@ pub fn push_event(out: &mut Vec<u8>, secs: f64, code: char, data: &str) -> usize
 /// escaped again).
 ///
 /// Hand-written rather than through serde: every byte of every session
-/// passes here, and runs of plain text are copied whole.
-pub fn push_json_str(out: &mut Vec<u8>, s: &str) -> usize {
-    use std::io::Write;
-    out.push(b'"');
+/// passes here, and runs of plain text are copied whole. A `String`, not
+/// bytes: the chunk it builds is uploaded as text without being checked for
+/// UTF-8 once more (every cut is at an ASCII byte, so a char boundary).
+pub fn push_json_str(out: &mut String, s: &str) -> usize {
+    use std::fmt::Write;
+    out.push('"');
     let mut specials = 2;
     let bytes = s.as_bytes();
     let (mut plain, mut i) = (0, 0);
     while i < bytes.len() {
         i = next_special(bytes, i);
         let Some(&b) = bytes.get(i) else { break };
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            _ => b"",
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => "",
         };
-        out.extend_from_slice(&bytes[plain..i]);
+        out.push_str(&s[plain..i]);
         plain = i + 1;
         i += 1;
         if esc.is_empty() {
             let _ = write!(out, "\\u{b:04x}");
             specials += 1;
         } else {
-            out.extend_from_slice(esc);
-            specials += if esc[1] == b'"' || esc[1] == b'\\' { 2 } else { 1 };
+            out.push_str(esc);
+            specials += if matches!(b, b'"' | b'\\') { 2 } else { 1 };
         }
     }
-    out.extend_from_slice(&bytes[plain..]);
-    out.push(b'"');
+    out.push_str(&s[plain..]);
+    out.push('"');
     specials
 }
 
@@ -214,9 +216,9 @@ mod tests {
     fn events_encode_as_serde_would_and_the_wire_size_is_exact() {
         let all_bytes: String = (0u8..=0x7f).map(char::from).collect();
         for data in ["", "plain text", "a\"b\\c\n", "\u{1b}[31mred\u{1b}[0m\r\n", "é→🎉\t", all_bytes.as_str()] {
-            let mut out = Vec::new();
+            let mut out = String::new();
             let n = push_event(&mut out, 0.5, 'o', data);
-            let line = std::str::from_utf8(&out).unwrap();
+            let line = out.as_str();
             let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
             assert_eq!(v, serde_json::json!([0.5, "o", data]), "{line}");
             let as_json = serde_json::to_string(line).unwrap();

@@ -9,9 +9,14 @@
 //! gateway restart ([`Spool::resume`]). A chunk that cannot be written to the
 //! spool cannot be secured at all: the recorder stops, and the session it
 //! records is ended rather than run unrecorded.
+//!
+//! The usual case never reads the spool back: the chunk just written is also
+//! handed to the uploader in memory (a few at most; a lagging uploader reads
+//! the files). Every byte of every session passes here, so each copy counts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,6 +41,26 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const ENDED: &str = "ended";
+/// Spooled chunks kept in memory for the uploader, per recording.
+const FRESH_CHUNKS: usize = 4;
+
+/// Chunks already in the spool, by seq, that the uploader may take from
+/// memory instead of reading their files.
+#[derive(Clone, Default)]
+struct Fresh(Arc<Mutex<BTreeMap<u64, String>>>);
+
+impl Fresh {
+    fn keep(&self, seq: u64, events: String) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if m.len() < FRESH_CHUNKS {
+            m.insert(seq, events);
+        }
+    }
+
+    fn take(&self, seq: u64) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&seq)
+    }
+}
 
 /// The local directory holding chunks not yet stored by the server.
 #[derive(Clone)]
@@ -107,7 +132,7 @@ impl Spool {
             let id = entry.file_name().to_string_lossy().into_owned();
             std::fs::write(entry.path().join(ENDED), b"")?;
             info!(recording = %id, "resuming the upload of a spooled recording");
-            tokio::spawn(upload(entry.path(), id, self.control.clone(), Arc::new(Notify::new())));
+            tokio::spawn(upload(entry.path(), id, self.control.clone(), Arc::new(Notify::new()), Fresh::default()));
             n += 1;
         }
         Ok(n)
@@ -119,9 +144,9 @@ impl Spool {
         let dir = self.dir.join(recording);
         std::fs::create_dir(&dir)?;
         let (tx, rx) = mpsc::channel(256);
-        let wake = Arc::new(Notify::new());
-        tokio::spawn(upload(dir.clone(), recording.to_string(), self.control.clone(), wake.clone()));
-        let cutter = Cutter { dir, seq: 0, pending: Vec::new(), wire: 0, wake, start: Instant::now() };
+        let (wake, fresh) = (Arc::new(Notify::new()), Fresh::default());
+        tokio::spawn(upload(dir.clone(), recording.to_string(), self.control.clone(), wake.clone(), fresh.clone()));
+        let cutter = Cutter { dir, seq: 0, pending: String::new(), wire: 0, wake, fresh, start: Instant::now() };
         tokio::spawn(record(rx, cutter));
         Ok(Recorder { tx, record_input })
     }
@@ -131,10 +156,11 @@ impl Spool {
 struct Cutter {
     dir: PathBuf,
     seq: u64,
-    pending: Vec<u8>,
+    pending: String,
     /// `pending`'s size once escaped into the upload body.
     wire: usize,
     wake: Arc<Notify>,
+    fresh: Fresh,
     start: Instant,
 }
 
@@ -150,10 +176,18 @@ impl Cutter {
             return Ok(());
         }
         let name = format!("{:010}.events", self.seq);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        tokio::fs::write(&tmp, &self.pending).await?;
-        tokio::fs::rename(&tmp, self.dir.join(name)).await?;
-        self.pending.clear();
+        let (tmp, path) = (self.dir.join(format!("{name}.tmp")), self.dir.join(name));
+        // The next chunk is likely the size of this one (bulk output or keystrokes).
+        let next = String::with_capacity(self.pending.len());
+        let events = std::mem::replace(&mut self.pending, next);
+        let events = tokio::task::spawn_blocking(move || {
+            std::fs::write(&tmp, events.as_bytes())?;
+            std::fs::rename(&tmp, &path)?;
+            Ok::<_, std::io::Error>(events)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.fresh.keep(self.seq, events);
         self.wire = 0;
         self.seq += 1;
         self.wake.notify_one();
@@ -237,10 +271,10 @@ fn fail(cut: &Cutter, e: std::io::Error) {
 }
 
 /// Sends the spooled chunks of one recording in order, then ends it.
-async fn upload(dir: PathBuf, id: String, control: Arc<dyn Control>, wake: Arc<Notify>) {
+async fn upload(dir: PathBuf, id: String, control: Arc<dyn Control>, wake: Arc<Notify>, fresh: Fresh) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        let step = upload_step(&dir, &id, control.as_ref()).await;
+        let step = upload_step(&dir, &id, control.as_ref(), &fresh).await;
         match step {
             Step::Progress => backoff = BACKOFF_MIN,
             Step::Idle => {
@@ -266,15 +300,19 @@ enum Step {
     Done,
 }
 
-async fn upload_step(dir: &Path, id: &str, control: &dyn Control) -> Step {
+async fn upload_step(dir: &Path, id: &str, control: &dyn Control, fresh: &Fresh) -> Step {
     let (first, ended) = match next_chunk(dir).await {
         Ok(v) => v,
         Err(e) => return Step::Retry(format!("cannot read the spool: {e}")),
     };
     if let Some((seq, path)) = first {
-        let events = match tokio::fs::read_to_string(&path).await {
-            Ok(t) => t,
-            Err(e) => return Step::Retry(format!("cannot read {}: {e}", path.display())),
+        // A retry finds it gone from memory and reads the file.
+        let events = match fresh.take(seq) {
+            Some(t) => t,
+            None => match tokio::fs::read_to_string(&path).await {
+                Ok(t) => t,
+                Err(e) => return Step::Retry(format!("cannot read {}: {e}", path.display())),
+            },
         };
         return match control.append_chunk(id, seq, events).await {
             Ok(()) => match tokio::fs::remove_file(&path).await {

@@ -840,6 +840,9 @@ pub struct GatewayArgs {
     /// How long sessions go on while the server cannot be reached.
     #[arg(long, default_value = "5m")]
     pub max_offline: String,
+    /// Threads relaying sessions, each connection on one of them (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 #[cfg(test)]

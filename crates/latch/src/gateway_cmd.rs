@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use latch_gateway::control::{AuthorizeRequest, Authorized, EndedGrant, StartRecording};
-use latch_gateway::{Control, ControlError, GatewayConfig, UpstreamHostKeys};
+use latch_gateway::{Control, ControlError, Gateway, GatewayConfig, UpstreamHostKeys};
 use russh::keys::ssh_key::PrivateKey;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -67,22 +67,45 @@ pub fn run(args: GatewayArgs, g: &Global) -> anyhow::Result<()> {
         http.sign_in().map_err(|e| anyhow::anyhow!("cannot sign in to latch as the gateway: {e}"))?;
     }
     let control: Arc<dyn Control> = Arc::new(HttpControl(Arc::new(http)));
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        let public = cfg.host_key.public_key().to_openssh().unwrap_or_default();
+    let threads = args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), usize::from);
+    let listener =
+        std::net::TcpListener::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let public = cfg.host_key.public_key().to_openssh().unwrap_or_default();
+    single_threaded_runtime()?.block_on(async move {
+        let gateway = Arc::new(Gateway::start(cfg, control).context("the gateway cannot start")?);
+        // One single-threaded runtime per thread, each accepting on the same
+        // socket: a connection stays on the thread that accepted it.
+        let (failed_tx, mut failed) = tokio::sync::mpsc::unbounded_channel::<anyhow::Error>();
+        for n in 1..threads {
+            let (listener, gateway, failed_tx) = (listener.try_clone()?, gateway.clone(), failed_tx.clone());
+            std::thread::Builder::new().name(format!("gateway-{n}")).spawn(move || {
+                let served = single_threaded_runtime().and_then(|rt| {
+                    rt.block_on(async { gateway.accept(tokio::net::TcpListener::from_std(listener)?).await })
+                        .map_err(anyhow::Error::from)
+                });
+                if let Err(e) = served {
+                    let _ = failed_tx.send(e);
+                }
+            })?;
+        }
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         // Machine-readable, the address last; nobody may be reading (logs go to stderr).
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "LATCH_GATEWAY_HOST_KEY={public}");
         let _ = writeln!(out, "LATCH_GATEWAY_ADDR={addr}");
         let _ = out.flush();
         drop(out);
-        latch_gateway::serve(listener, cfg, control).await.context("the gateway stopped")
+        tokio::select! {
+            served = gateway.accept(listener) => served.context("the gateway stopped"),
+            Some(e) = failed.recv() => Err(e.context("a gateway thread stopped")),
+        }
     })
+}
+
+fn single_threaded_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 /// The gateway's host key: read, or made on first start (mode 0600).

@@ -312,10 +312,26 @@ pub struct Parsed {
 struct WireEvent<'a>(f64, #[serde(borrow)] std::borrow::Cow<'a, str>, #[serde(borrow)] std::borrow::Cow<'a, str>);
 
 /// Checks every line of `events`; the first bad one is named, nothing is kept.
-pub fn parse_events(events: &str) -> ApiResult<Parsed> {
-    let mut out = Parsed { body: String::with_capacity(events.len()), events: 0, bytes: 0, first_us: 0, last_us: 0 };
+///
+/// The normalized body is `events` itself when it is normal already (what
+/// the gateway sends: one event per `\n`-terminated line), so that every
+/// byte of a session is not copied once more; it is rebuilt only from the
+/// first line that needs it.
+pub fn parse_events(events: String) -> ApiResult<Parsed> {
+    let mut out = Parsed { body: String::new(), events: 0, bytes: 0, first_us: 0, last_us: 0 };
+    // `Some` from the first line that is not already in normal form.
+    let mut rebuilt: Option<String> = None;
+    let mut offset = 0;
     for (i, raw) in events.split('\n').enumerate() {
+        let line_start = offset;
+        offset += raw.len() + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw).trim();
+        let terminated = offset <= events.len();
+        // Kept as it is: a trimmed, non-empty, terminated line, or the nothing after the last newline.
+        let normal = (!line.is_empty() && line.len() == raw.len() && terminated) || (raw.is_empty() && !terminated);
+        if rebuilt.is_none() && !normal {
+            rebuilt = Some(events[..line_start].to_string());
+        }
         if line.is_empty() {
             continue;
         }
@@ -365,12 +381,15 @@ pub fn parse_events(events: &str) -> ApiResult<Parsed> {
         }
         out.last_us = us;
         out.events += 1;
-        out.body.push_str(line);
-        out.body.push('\n');
+        if let Some(body) = rebuilt.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
     }
     if out.events == 0 {
         return Err(ApiError::BadRequest("events holds no event lines: send at least one".into()));
     }
+    out.body = rebuilt.unwrap_or(events);
     Ok(out)
 }
 
@@ -425,7 +444,7 @@ pub async fn append(
     let req: AppendChunk = match raw_seq {
         Some(seq) => AppendChunk {
             seq,
-            events: String::from_utf8(bytes.to_vec())
+            events: String::from_utf8(Vec::from(bytes))
                 .map_err(|_| ApiError::BadRequest("the event lines are not UTF-8".into()))?,
         },
         None => crate::extract::parse_object(&bytes)?,
@@ -434,7 +453,7 @@ pub async fn append(
     if req.seq < 0 {
         return Err(ApiError::BadRequest(format!("seq is {}: chunks are numbered from 0", req.seq)));
     }
-    let parsed = parse_events(&req.events)?;
+    let parsed = parse_events(req.events)?;
     let chunk = RecordingChunk {
         recording_id: r.id,
         seq: req.seq,
@@ -551,9 +570,10 @@ mod tests {
 
     #[test]
     fn events_are_validated_line_by_line() {
-        let ok = parse_events("[0.1, \"o\", \"hi\"]\r\n\n[0.2, \"r\", \"100x30\"]\n[0.2, \"i\", \"l\"]\n").unwrap();
+        let ok =
+            parse_events("[0.1, \"o\", \"hi\"]\r\n\n[0.2, \"r\", \"100x30\"]\n[0.2, \"i\", \"l\"]\n".into()).unwrap();
         assert_eq!((ok.events, ok.bytes, ok.first_us, ok.last_us), (3, 3, 100_000, 200_000));
-        assert_eq!(ok.body.lines().count(), 3);
+        assert_eq!(ok.body, "[0.1, \"o\", \"hi\"]\n[0.2, \"r\", \"100x30\"]\n[0.2, \"i\", \"l\"]\n");
         for bad in [
             "",
             "[0.1, \"o\"]",
@@ -565,7 +585,24 @@ mod tests {
             "[0.1, \"r\", \"0x24\"]",
             "not json",
         ] {
-            assert!(parse_events(bad).is_err(), "{bad:?} accepted");
+            assert!(parse_events(bad.into()).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn events_in_normal_form_are_kept_as_sent_and_others_are_normalized() {
+        let normal = "[0.1, \"o\", \"a\"]\n[0.2, \"o\", \"b\"]\n";
+        assert_eq!(parse_events(normal.into()).unwrap().body, normal);
+        // Whatever is not normal, wherever it is, ends up as the normal form.
+        for odd in [
+            "[0.1, \"o\", \"a\"]\n[0.2, \"o\", \"b\"]",
+            "[0.1, \"o\", \"a\"]\n\n[0.2, \"o\", \"b\"]\n",
+            "\n[0.1, \"o\", \"a\"]\n[0.2, \"o\", \"b\"]\n",
+            "[0.1, \"o\", \"a\"]\r\n[0.2, \"o\", \"b\"]\n",
+            "[0.1, \"o\", \"a\"]\n  [0.2, \"o\", \"b\"]  \n\n",
+        ] {
+            let p = parse_events(odd.into()).unwrap();
+            assert_eq!((p.body.as_str(), p.events), (normal, 2), "{odd:?}");
         }
     }
 }
