@@ -399,6 +399,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn memory_holds_a_few_chunks_at_most_whatever_the_uploader_lags() {
+        let fresh = Fresh::default();
+        for seq in 0..100 {
+            fresh.keep(seq, format!("chunk {seq}"));
+        }
+        let kept: Vec<u64> = (0..100).filter(|s| fresh.take(*s).is_some()).collect();
+        assert_eq!(kept, (0..FRESH_CHUNKS as u64).collect::<Vec<_>>(), "the rest is read from the spool");
+        assert!(fresh.take(0).is_none(), "taken once");
+    }
+
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn chunks_wait_in_the_spool_while_the_server_is_down() {
         let dir = tempfile::tempdir().unwrap();
