@@ -16,6 +16,7 @@ pub mod db_creds;
 pub mod error;
 pub mod extract;
 pub mod jobs;
+pub mod issuer_keys;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
@@ -24,9 +25,7 @@ pub mod routes;
 pub mod serve;
 pub mod siem;
 pub mod slo;
-pub mod ssh_ca;
 pub mod state;
-pub mod token_keys;
 pub mod ui;
 pub mod verified;
 

@@ -289,6 +289,27 @@ pub struct StoredCaKey {
     pub created_at: Timestamp,
 }
 
+/// What an issuer key signs.
+pub const ISSUER_SSH_USER_CA: &str = "ssh-user-ca";
+pub const ISSUER_TOKEN: &str = "token";
+
+/// A key latch signs with (the SSH user CA, a token signing key): its public
+/// half in the clear, its private half encrypted under the master keyring.
+#[derive(Clone, Debug)]
+pub struct StoredIssuerKey {
+    /// `ssh-user`, or `token:KID`.
+    pub id: String,
+    /// [`ISSUER_SSH_USER_CA`] or [`ISSUER_TOKEN`].
+    pub kind: String,
+    pub public_key: String,
+    /// Signs; a retired key is only published (and verified against).
+    pub active: bool,
+    /// The private seed; never logged.
+    pub envelope: StoredEnvelope,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
 /// An SSH certificate latch signed.
 #[derive(Clone, Debug)]
 pub struct IssuedSshCert {

@@ -111,7 +111,8 @@ pub async fn authorize(
     let mut details = json!({ "target": target, "login": req.login });
     let deny = |why: String| ApiError::Forbidden(format!("session to {}@{target} refused: {why}", req.login));
     let now = st.clock.now();
-    let cert = match verify_user_cert(st.ssh_ca.public_key(), &req.certificate, u64::try_from(now.secs()).unwrap_or(0))
+    let issuers = st.issuers();
+    let cert = match verify_user_cert(issuers.ssh_ca_public()?, &req.certificate, u64::try_from(now.secs()).unwrap_or(0))
     {
         Ok(c) => c,
         Err(e) => {

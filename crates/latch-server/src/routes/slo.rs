@@ -59,7 +59,7 @@ pub(crate) async fn compute(st: &AppState, window: Option<&str>) -> ApiResult<Sl
     };
     let data = st.store.slo_data(query).await?;
     let stats = st.store.stats(now).await?;
-    let kid = st.token_keys().kid();
+    let kid = st.issuers().active_kid().unwrap_or_default();
     Ok(slo::report(&label, window, now, cfg, &data, &stats, &kid))
 }
 
