@@ -336,9 +336,9 @@ fn open_legacy_ca(data_dir: &Path, sealed_hex: &str, public: &str) -> Result<Zer
 }
 
 fn open_seed(ring: &Keyring, row: &StoredIssuerKey) -> Result<Zeroizing<[u8; 32]>, ApiError> {
-    let plain = ring.decrypt(&context(&row.id), &to_envelope(&row.envelope)?).map_err(|_| {
-        ApiError::Internal(format!("issuer key {} does not open with the master keyring", row.id))
-    })?;
+    let plain = ring
+        .decrypt(&context(&row.id), &to_envelope(&row.envelope)?)
+        .map_err(|_| ApiError::Internal(format!("issuer key {} does not open with the master keyring", row.id)))?;
     let seed: [u8; 32] =
         plain.as_slice().try_into().map_err(|_| ApiError::Internal(format!("issuer key {} is malformed", row.id)))?;
     Ok(Zeroizing::new(seed))

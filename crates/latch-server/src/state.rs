@@ -10,7 +10,6 @@ use latch_crypto::SigningKey;
 use latch_policy::Bundle;
 use latch_store::Store;
 
-
 /// Tunables of authentication, from `[auth]` in latch.toml.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {

@@ -60,7 +60,7 @@ fn new_serial() -> ApiResult<u64> {
 
 #[utoipa::path(post, path = "/v1/grants/{id}/ssh", tag = "ssh", request_body = SignSsh,
     responses((status = 200, body = SshCertView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn sign(
     State(st): State<AppState>,
     ctx: Ctx,

@@ -43,7 +43,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 #[utoipa::path(post, path = "/v1/grants/{id}/token", tag = "tokens", request_body = IssueToken,
     responses((status = 200, body = IssuedTokenView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn issue(
     State(st): State<AppState>,
     ctx: Ctx,

@@ -25,9 +25,7 @@ fn from_row(r: &Row) -> Result<StoredIssuerKey> {
 
 fn insert(ctx: &crate::WriteCtx<'_>, k: &StoredIssuerKey) -> Result<u64> {
     ctx.exec(
-        &format!(
-            "INSERT INTO issuer_keys ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"
-        ),
+        &format!("INSERT INTO issuer_keys ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING"),
         args![
             k.id,
             k.kind,

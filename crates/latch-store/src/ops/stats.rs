@@ -164,9 +164,13 @@ fn collect_slo(db: &dyn Db, q: &SloQuery) -> Result<SloData> {
         args![q.secret_rotated_before],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let ca_keys =
-        map_rows(db, "SELECT name, created_at FROM ca_keys WHERE name NOT IN (SELECT id FROM issuer_keys)
-              UNION ALL SELECT id, created_at FROM issuer_keys WHERE kind = 'ssh-user-ca' ORDER BY 1", args![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let ca_keys = map_rows(
+        db,
+        "SELECT name, created_at FROM ca_keys WHERE name NOT IN (SELECT id FROM issuer_keys)
+              UNION ALL SELECT id, created_at FROM issuer_keys WHERE kind = 'ssh-user-ca' ORDER BY 1",
+        args![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let static_secrets = map_rows(
         db,
         "SELECT s.mount, s.path, v.created_at FROM kv_secrets s
