@@ -19,6 +19,8 @@ pub struct AuthSettings {
     pub per_source: Limit,
     /// Lifetime of a session from token exchange (workload identity).
     pub exchange_session_ttl: Duration,
+    /// Lifetime of a service principal's secret unless it sets its own; `None`: never expires.
+    pub sp_secret_lifetime: Option<Duration>,
 }
 
 impl Default for AuthSettings {
@@ -29,6 +31,7 @@ impl Default for AuthSettings {
             per_identity: Limit { max_failures: 5, window: Duration::from_secs(300) },
             per_source: Limit { max_failures: 20, window: Duration::from_secs(300) },
             exchange_session_ttl: Duration::from_secs(15 * 60),
+            sp_secret_lifetime: None,
         }
     }
 }

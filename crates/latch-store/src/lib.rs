@@ -405,8 +405,8 @@ pub trait Store:
     ) -> Result<ServicePrincipal>;
     async fn get_sp(&self, name_or_id: &str) -> Result<Option<ServicePrincipal>>;
     async fn list_sps(&self) -> Result<Vec<ServicePrincipal>>;
-    /// Replaces the secret hash and revokes the principal's sessions.
-    async fn rotate_sp_secret(&self, name: &str, secret_hash: String, audit: AuditDraft) -> Result<ServicePrincipal>;
+    /// Replaces the secret; without an overlap also revokes the principal's sessions.
+    async fn rotate_sp_secret(&self, name: &str, r: SpSecretRotation, audit: AuditDraft) -> Result<ServicePrincipal>;
     async fn set_sp_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<ServicePrincipal>;
     async fn delete_sp(&self, name: &str, audit: AuditDraft) -> Result<()>;
 

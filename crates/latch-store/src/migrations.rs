@@ -19,9 +19,14 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "secrets", sql: include_str!("../migrations/0008_secrets.sql") },
     Migration { version: 9, name: "db_creds", sql: include_str!("../migrations/0009_db_creds.sql") },
     Migration { version: 10, name: "issuer_keys", sql: include_str!("../migrations/0010_issuer_keys.sql") },
+    Migration {
+        version: 11,
+        name: "sp_secret_rotation",
+        sql: include_str!("../migrations/0011_sp_secret_rotation.sql"),
+    },
 ];
 
-pub const LATEST: i64 = 10;
+pub const LATEST: i64 = 11;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

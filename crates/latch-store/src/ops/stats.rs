@@ -159,10 +159,11 @@ fn collect_slo(db: &dyn Db, q: &SloQuery) -> Result<SloData> {
     // M4: long-lived credentials, as they stand at the end of the window.
     let stale_sp_secrets = map_rows(
         db,
-        "SELECT name, secret_rotated_at FROM service_principals
-          WHERE disabled = FALSE AND secret_rotated_at < ?1 ORDER BY secret_rotated_at, name",
-        args![q.secret_rotated_before],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        "SELECT name, secret_rotated_at, secret_expires_at FROM service_principals
+          WHERE disabled = FALSE AND (secret_rotated_at < ?1 OR secret_expires_at <= ?2)
+          ORDER BY secret_rotated_at, name",
+        args![q.secret_rotated_before, q.to],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let ca_keys = map_rows(
         db,
