@@ -629,6 +629,26 @@ mod tests {
     }
 
     #[test]
+    fn sp_secret_lifetime_and_expiry_warning() {
+        let base = "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.auth.sp_secret_lifetime, None, "secrets never expire unless configured");
+        assert_eq!(c.alerts.sp_secret_warning, Duration::from_secs(14 * 86_400));
+        let c = parse(&format!("{base}[auth]\nsp_secret_lifetime = \"90d\"\n[alerts]\nsp_secret_warning = \"3d\"\n"))
+            .unwrap();
+        assert_eq!(c.auth.sp_secret_lifetime, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(c.alerts.sp_secret_warning, Duration::from_secs(3 * 86_400));
+        assert_eq!(
+            parse(&format!("{base}[auth]\nsp_secret_lifetime = \"never\"\n")).unwrap().auth.sp_secret_lifetime,
+            None
+        );
+        for bad in ["\"5s\"", "\"soon\""] {
+            let e = parse(&format!("{base}[auth]\nsp_secret_lifetime = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("[auth] sp_secret_lifetime") && e.contains("never"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn postgres_storage() {
         let c = parse(
             "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\nstorage = \"postgres://latch@127.0.0.1/latch\"\n\
