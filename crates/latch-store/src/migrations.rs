@@ -24,9 +24,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sp_secret_rotation",
         sql: include_str!("../migrations/0011_sp_secret_rotation.sql"),
     },
+    Migration { version: 12, name: "db_tls", sql: include_str!("../migrations/0012_db_tls.sql") },
 ];
 
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

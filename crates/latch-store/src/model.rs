@@ -669,7 +669,10 @@ pub struct DbConnection {
     pub database: String,
     /// The administrator latch creates and drops roles as.
     pub username: String,
+    /// `disable`, `prefer`, `require` or `verify-full` (TLS always verified).
     pub sslmode: String,
+    /// PEM of the CA the target's certificate must chain to; `None`: the public roots.
+    pub ca_cert: Option<String>,
     /// Hex of the sealed password; never logged or answered.
     pub sealed_password: String,
     pub created_at: Timestamp,

@@ -316,12 +316,16 @@ pub enum DbConnectionCmd {
     /// Register a PostgreSQL server latch creates roles on; latch connects once to check it.
     Add {
         name: String,
-        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer], without the password.
+        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer|require|verify-full], without the password.
         #[arg(long)]
         url: String,
         /// File holding the user's password (`-`: stdin); stored sealed, never shown.
         #[arg(long)]
         password_file: PathBuf,
+        /// PEM file of the CA that signed the server's certificate (TLS is always
+        /// verified; without this, against the public roots).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Show one connection (never its password).
     Show { name: String },
