@@ -51,6 +51,8 @@ pub struct AlertSettings {
     pub user_denies: usize,
     /// The same alert (rule, user, target) is raised at most once per cooldown.
     pub cooldown: Duration,
+    /// A service-principal secret expiring within this raises `sp-secret-expiring`.
+    pub sp_secret_warning: Duration,
 }
 
 impl Default for AlertSettings {
@@ -60,6 +62,7 @@ impl Default for AlertSettings {
             approval_sla: Duration::from_secs(3600),
             user_denies: 5,
             cooldown: Duration::from_secs(3600),
+            sp_secret_warning: Duration::from_secs(14 * 24 * 3600),
         }
     }
 }
@@ -128,6 +131,40 @@ pub async fn run(st: AppState, settings: AlertSettings) {
     }
 }
 
+/// Enabled service principals whose secret expires within the warning
+/// window, or has expired: a pipeline is about to lose (or has lost) access.
+/// The target names the expiry, so each new secret is warned about anew.
+async fn expiring_sp_secrets(
+    st: &AppState,
+    s: &AlertSettings,
+    now: Timestamp,
+) -> Result<Vec<Alert>, latch_store::StoreError> {
+    Ok(st
+        .store
+        .list_sps()
+        .await?
+        .into_iter()
+        .filter(|sp| !sp.disabled)
+        .filter_map(|sp| {
+            let exp = sp.secret_expires_at.filter(|e| *e <= now.plus(s.sp_secret_warning))?;
+            let (severity, when) = if exp <= now { ("critical", "expired at") } else { ("warning", "expires at") };
+            Some(Alert {
+                rule: "sp-secret-expiring",
+                severity,
+                user: format!("service_principal:{}", sp.name),
+                target: format!("secret-expiry:{}", exp.to_rfc3339()),
+                message: format!(
+                    "the secret of service principal {} {when} {}: roll it with `latch sp rotate {} --overlap 1h` \
+                     and update the pipeline",
+                    sp.name,
+                    exp.to_rfc3339(),
+                    sp.name
+                ),
+            })
+        })
+        .collect())
+}
+
 /// Rebuilds memory on becoming leader: recent raises (for the cooldown) and the cursor.
 async fn recall(st: &AppState) -> Result<Memory, latch_store::StoreError> {
     let mut m = Memory { cursor: st.store.cursor(CURSOR).await?, ..Memory::default() };
@@ -165,6 +202,7 @@ async fn round(st: &AppState, s: &AlertSettings, mut m: Memory) -> Result<Memory
     found.extend(deny_bursts(&m.denies, now, s.user_denies));
     found.extend(waiting_approvals(st, s, now).await?);
     found.extend(silent_recordings(st, now).await?);
+    found.extend(expiring_sp_secrets(st, s, now).await?);
     found.extend(slo_burn(st).await);
     let pending = st.store.stats(now).await?.pending_requests;
     m.pending.push((now, pending));

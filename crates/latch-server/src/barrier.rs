@@ -266,7 +266,15 @@ impl Barrier {
     /// Re-wraps every data key still under an older master key version with
     /// the active one, in batches; returns how many it re-wrapped. Reads keep
     /// working throughout: old versions stay in the keyring.
-    pub async fn rewrap(&self, store: &dyn Store) -> Result<u64, ApiError> {
+    /// Returns (secret data keys, issuer keys) re-wrapped; issuer keys (SSH
+    /// CA, token keys) go first.
+    pub async fn rewrap(&self, store: &dyn Store) -> Result<(u64, u64), ApiError> {
+        let ring = self.keyring(store, Instant::now()).await?;
+        let issuers = crate::issuer_keys::rewrap(store, &ring).await?;
+        Ok((self.rewrap_secrets(store).await?, issuers))
+    }
+
+    async fn rewrap_secrets(&self, store: &dyn Store) -> Result<u64, ApiError> {
         let mut total = 0;
         loop {
             let ring = self.keyring(store, Instant::now()).await?;

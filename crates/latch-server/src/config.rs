@@ -20,6 +20,7 @@
 //! max_failures_per_source = 20
 //! failure_window = "5m"
 //! exchange_session_ttl = "15m" # sessions from token exchange (POST /v1/auth/exchange)
+//! sp_secret_lifetime = "never"  # service-principal secrets expire after this (e.g. "90d"), unless the principal sets its own
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
@@ -38,6 +39,7 @@
 //! approval_sla = "1h"         # a request pending longer raises approval-waiting
 //! user_denies = 5             # denies of one user within 5 minutes
 //! cooldown = "1h"             # the same alert (rule, user, target) at most once per cooldown
+//! sp_secret_warning = "14d"   # a service-principal secret expiring within this raises sp-secret-expiring
 //!
 //! [[oidc]]                    # identity providers people sign in with: see `oidc_providers`
 //! [[siem]]                    # continuous audit export; as many as needed
@@ -130,6 +132,7 @@ struct RawAlerts {
     approval_sla: Option<String>,
     user_denies: Option<usize>,
     cooldown: Option<String>,
+    sp_secret_warning: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +251,7 @@ struct RawAuth {
     max_failures_per_source: Option<usize>,
     failure_window: Option<String>,
     exchange_session_ttl: Option<String>,
+    sp_secret_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +398,14 @@ impl Config {
                 &raw.auth.exchange_session_ttl,
                 d.exchange_session_ttl,
             )?,
+            sp_secret_lifetime: match raw.auth.sp_secret_lifetime.as_deref() {
+                None | Some("never") => None,
+                Some(s) => Some(parse_duration(s).ok().filter(|d| *d >= Duration::from_secs(60)).ok_or_else(|| {
+                    invalid(format!(
+                        "[auth] sp_secret_lifetime: {s:?} is not a duration of at least 1m (e.g. \"90d\") or \"never\""
+                    ))
+                })?),
+            },
         };
         if auth.exchange_session_ttl.is_zero() || auth.exchange_session_ttl > Duration::from_secs(12 * 3600) {
             return Err(invalid(
@@ -490,6 +502,7 @@ impl Config {
             approval_sla: dur("[alerts] approval_sla", &raw.alerts.approval_sla, ad.approval_sla)?,
             user_denies: raw.alerts.user_denies.filter(|n| *n > 0).unwrap_or(ad.user_denies),
             cooldown: dur("[alerts] cooldown", &raw.alerts.cooldown, ad.cooldown)?,
+            sp_secret_warning: dur("[alerts] sp_secret_warning", &raw.alerts.sp_secret_warning, ad.sp_secret_warning)?,
         };
         let oidc =
             crate::oidc_providers::validate(raw.oidc, path.parent().unwrap_or(Path::new("."))).map_err(invalid)?;
@@ -613,6 +626,26 @@ mod tests {
         assert!(e.contains("[slo] time_to_revoke_p99") && e.contains("unknown unit"), "{e}");
         let e = parse(&format!("{base}[slo]\nbreakglass_budjet = 2\n")).unwrap_err().to_string();
         assert!(e.contains("line 4") && e.contains("breakglass_budjet"), "{e}");
+    }
+
+    #[test]
+    fn sp_secret_lifetime_and_expiry_warning() {
+        let base = "listen = \"127.0.0.1:8200\"\ndata_dir = \"/x\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.auth.sp_secret_lifetime, None, "secrets never expire unless configured");
+        assert_eq!(c.alerts.sp_secret_warning, Duration::from_secs(14 * 86_400));
+        let c = parse(&format!("{base}[auth]\nsp_secret_lifetime = \"90d\"\n[alerts]\nsp_secret_warning = \"3d\"\n"))
+            .unwrap();
+        assert_eq!(c.auth.sp_secret_lifetime, Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(c.alerts.sp_secret_warning, Duration::from_secs(3 * 86_400));
+        assert_eq!(
+            parse(&format!("{base}[auth]\nsp_secret_lifetime = \"never\"\n")).unwrap().auth.sp_secret_lifetime,
+            None
+        );
+        for bad in ["\"5s\"", "\"soon\""] {
+            let e = parse(&format!("{base}[auth]\nsp_secret_lifetime = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("[auth] sp_secret_lifetime") && e.contains("never"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -261,13 +261,25 @@ fn describe(e: &tokio_postgres::Error, secrets: &[&str]) -> TargetError {
                 TargetError::Refused(scrub(&msg, secrets))
             }
         }
-        None => TargetError::Unreachable(scrub(&e.to_string(), secrets)),
+        None => {
+            // The cause says what failed (e.g. the certificate check of a TLS handshake).
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!(": {text}"));
+                }
+                cause = c.source();
+            }
+            TargetError::Unreachable(scrub(&msg, secrets))
+        }
     }
 }
 
-/// One connection to a target, with latch's timeouts; TLS is not supported
-/// yet, so `sslmode` may only be `disable` or `prefer` (which then connects
-/// in plain text).
+/// One connection to a target, with latch's timeouts. `disable` speaks
+/// plain text; `prefer` uses TLS when the server offers it; `require` and
+/// `verify-full` insist on it. TLS is always verified (see [`crate::db_tls`]).
 pub async fn connect(conn: &DbConnection, password: &str) -> Result<tokio_postgres::Client, TargetError> {
     let port =
         u16::try_from(conn.port).map_err(|_| TargetError::Config(format!("port {} is out of range", conn.port)))?;
@@ -278,24 +290,45 @@ pub async fn connect(conn: &DbConnection, password: &str) -> Result<tokio_postgr
         .user(&conn.username)
         .password(password)
         .application_name("latch")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+        .connect_timeout(CONNECT_TIMEOUT);
     let where_ = format!("{}@{}:{}/{}", conn.username, conn.host, conn.port, conn.database);
-    let connecting = tokio::time::timeout(CONNECT_TIMEOUT, cfg.connect(NoTls)).await.map_err(|_| {
-        TargetError::Unreachable(format!("connecting to {where_} timed out after {} s", CONNECT_TIMEOUT.as_secs()))
-    })?;
-    let (client, connection) = connecting.map_err(|e| match describe(&e, &[password]) {
+    let timed_out =
+        || TargetError::Unreachable(format!("connecting to {where_} timed out after {} s", CONNECT_TIMEOUT.as_secs()));
+    let connecting = match conn.sslmode.as_str() {
+        "disable" => {
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            tokio::time::timeout(CONNECT_TIMEOUT, cfg.connect(NoTls)).await.map_err(|_| timed_out())?.map(run)
+        }
+        mode => {
+            let tls = crate::db_tls::TargetTls::new(conn.ca_cert.as_deref()).map_err(TargetError::Config)?;
+            cfg.ssl_mode(if mode == "prefer" {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
+            tokio::time::timeout(CONNECT_TIMEOUT, cfg.connect(tls)).await.map_err(|_| timed_out())?.map(run)
+        }
+    };
+    connecting.map_err(|e| match describe(&e, &[password]) {
         TargetError::Refused(m) => TargetError::Refused(format!("{where_}: {m}")),
         TargetError::Unreachable(m) => TargetError::Unreachable(format!("cannot connect to {where_}: {m}")),
         other => other,
-    })?;
-    // The connection object does the IO; it ends when the client is dropped.
+    })
+}
+
+/// Runs the connection object, which does the IO, in the background; it
+/// ends when the client is dropped.
+fn run<S, T>((client, connection): (tokio_postgres::Client, tokio_postgres::Connection<S, T>)) -> tokio_postgres::Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "target database connection ended");
         }
     });
-    Ok(client)
+    client
 }
 
 async fn timed<T>(

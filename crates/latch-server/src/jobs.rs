@@ -289,22 +289,44 @@ pub async fn follow_policy(st: AppState) {
     }
 }
 
-/// Drops retired token keys once no token they signed is still unexpired.
+/// Drops retired token keys once no token they signed is still unexpired
+/// (on the leader; every node then follows the change).
 pub async fn prune_token_keys(st: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let keys = st.token_keys();
+        if !st.store.is_leader() {
+            continue;
+        }
         let now = st.clock.now();
-        let mut needed = std::collections::HashSet::new();
-        for (k, _) in &keys.retired {
-            let kid = k.key_id();
+        let mut pruned = false;
+        for k in st.issuers().retired() {
+            let kid = k.key.key_id();
             if st.store.key_in_use(&kid, now).await.unwrap_or(true) {
-                needed.insert(kid);
+                continue;
+            }
+            let ev = AuditDraft::new("system", "key.prune", format!("key:{}", k.id))
+                .detail("reason", "no unexpired token was signed by it");
+            match st.store.delete_retired_issuer_key(&k.id, ev).await {
+                Ok(deleted) => pruned |= deleted,
+                Err(e) => tracing::warn!(error = %e, "cannot prune a retired token key"),
             }
         }
-        if let Some(next) = keys.prune(|kid| needed.contains(kid)) {
-            st.set_token_keys(Arc::new(next));
+        if pruned && let Err(e) = st.reload_issuers().await {
+            tracing::warn!(error = %e, "cannot reload the issuer keys");
+        }
+    }
+}
+
+/// Keeps this node's issuer keys in step with the store and its seal: a
+/// rotation or prune on another node, or this node being unsealed or sealed
+/// through any path, shows here within a second.
+pub async fn follow_issuer_keys(st: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = st.issuer_keys.follow(&st.store, &st.barrier, &st.data_dir).await {
+            tracing::warn!(error = %e, "cannot follow the issuer keys");
         }
     }
 }

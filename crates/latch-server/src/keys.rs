@@ -2,7 +2,9 @@
 //!
 //! The audit checkpoint key lives in a file beside, not inside, the database:
 //! someone who can rewrite the database rows still cannot forge checkpoints.
-//! (The sealed key store of a later release will wrap it with the master key.)
+//! It stays outside the seal on purpose — audit must work while sealed. The
+//! SSH CA and token keys are under the master keyring instead
+//! (see [`crate::issuer_keys`]).
 
 use std::fs;
 use std::io::Write;
@@ -28,10 +30,9 @@ pub fn audit_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("audit-ed25519.key")
 }
 
-/// The key-encryption key that seals CA keys stored in the database: like
-/// the audit key, it lives beside the database, never in it, so a copy of
-/// the database alone does not yield the CA. Nodes sharing a database share
-/// this file.
+/// The key-encryption key under which older releases sealed the SSH CA in
+/// `ca_keys`; read once to migrate the CA under the master keyring, then
+/// deleted (see [`crate::issuer_keys`]).
 pub fn kek_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("kek-aes256.key")
 }

@@ -21,7 +21,6 @@ use crate::config::{Config, Storage};
 use crate::jobs;
 use crate::keys::{self, KeyError};
 use crate::state::{AppState, Inner, NotifyStatus};
-use crate::token_keys::TokenKeyring;
 use latch_policy::Bundle;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +41,7 @@ pub enum ServeError {
     Crypto(#[from] latch_crypto::CryptoError),
     #[error("the stored policy version no longer validates: {0}")]
     Policy(String),
-    #[error("SSH CA: {0}")]
+    #[error("issuer keys (SSH CA, token signing keys): {0}")]
     SshCa(String),
     #[error("seal: {0}")]
     Seal(String),
@@ -104,8 +103,6 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         Some(v) => Bundle::from_files(&v.files).map_err(|e| ServeError::Policy(e.to_string()))?,
         None => Bundle::empty(),
     };
-    let token_keys = TokenKeyring::load(&data_dir)?;
-    let ssh_ca = Arc::new(crate::ssh_ca::load(&store, &data_dir, clock.now()).await?);
 
     let barrier = Arc::new(crate::barrier::Barrier::default());
     let state = AppState(Arc::new(Inner {
@@ -116,12 +113,12 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         test_clock,
         dummy_hash,
         policy: RwLock::new(Arc::new(policy)),
-        token_keys: RwLock::new(Arc::new(token_keys)),
+        issuer_keys: Default::default(),
+        data_dir: data_dir.clone(),
         issuer,
         jit: cfg.jit.clone(),
         notify: Mutex::new(NotifyStatus::default()),
         verified: Default::default(),
-        ssh_ca,
         metrics: Arc::new(crate::metrics::Metrics::new(sql_store.audit_latency(), clock.now())),
         metrics_settings: cfg.metrics.clone(),
         oidc_keys: Arc::new(crate::oidc::IssuerKeys::new(Arc::new(crate::oidc::HttpFetch::new()))),
@@ -136,6 +133,9 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
     if opts.auto_unseal {
         dev_unseal(&state, &data_dir).await?;
     }
+    // Sealed, this loads the public halves only; unsealed (dev mode) it also
+    // opens the private ones, first creating or migrating them.
+    state.reload_issuers().await.map_err(|e| ServeError::SshCa(e.to_string()))?;
 
     store
         .append_audit(
@@ -154,6 +154,7 @@ pub async fn run(opts: ServeOptions, on_ready: impl FnOnce(Ready)) -> Result<(),
         tokio::spawn(checkpoint_ticker(store.clone(), audit_key.clone(), cfg.checkpoint_interval)),
         tokio::spawn(jobs::sweeper(state.clone())),
         tokio::spawn(jobs::prune_token_keys(state.clone())),
+        tokio::spawn(jobs::follow_issuer_keys(state.clone())),
         tokio::spawn(jobs::follow_policy(state.clone())),
         tokio::spawn(crate::checkin::run(state.clone())),
         tokio::spawn(crate::db_creds::revoker(state.clone())),

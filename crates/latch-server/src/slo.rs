@@ -277,8 +277,25 @@ pub struct AgedCredential {
     /// When it was made or last rotated.
     pub since: String,
     pub age_days: f64,
-    /// Older than its limit: counted in M4.
+    /// Older than its limit (or, for a service-principal secret, expired): counted in M4.
     pub long_lived: bool,
+    /// Service-principal secrets: when it stops authenticating (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Service-principal secrets: `ok`, `no-expiry`, `rolling` (the previous
+    /// secret still valid after a rotation) or `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
+}
+
+/// The rotation status of a service-principal secret at `now`.
+pub fn sp_secret_status(expires: Option<Timestamp>, previous_until: Option<Timestamp>, now: Timestamp) -> &'static str {
+    match expires {
+        Some(e) if e <= now => "expired",
+        _ if previous_until.is_some_and(|p| p > now) => "rolling",
+        None => "no-expiry",
+        Some(_) => "ok",
+    }
 }
 
 /// M4.
@@ -463,10 +480,25 @@ fn m3(cfg: &SloSettings, d: &SloData) -> JitShare {
 fn m4(cfg: &SloSettings, d: &SloData, now: Timestamp, token_kid: &str) -> LongLived {
     let aged = |name: String, since: Timestamp, limit: Duration| {
         let age = now.millis().saturating_sub(since.millis());
-        AgedCredential { name, since: since.to_rfc3339(), age_days: days(age), long_lived: age > millis(limit) }
+        AgedCredential {
+            name,
+            since: since.to_rfc3339(),
+            age_days: days(age),
+            long_lived: age > millis(limit),
+            expires_at: None,
+            rotation: None,
+        }
     };
-    let secrets: Vec<AgedCredential> =
-        d.stale_sp_secrets.iter().map(|(name, at)| aged(format!("sp:{name}"), *at, cfg.sp_secret_max_age)).collect();
+    let secrets: Vec<AgedCredential> = d
+        .stale_sp_secrets
+        .iter()
+        .map(|(name, at, expires)| AgedCredential {
+            long_lived: true,
+            expires_at: expires.map(Timestamp::to_rfc3339),
+            rotation: Some(sp_secret_status(*expires, None, now).into()),
+            ..aged(format!("sp:{name}"), *at, cfg.sp_secret_max_age)
+        })
+        .collect();
     let mut keys: Vec<AgedCredential> =
         d.ca_keys.iter().map(|(name, at)| aged(format!("ssh-ca:{name}"), *at, cfg.signing_key_max_age)).collect();
     // The active token key was made by the last rotation naming it, or, never
@@ -796,7 +828,7 @@ mod tests {
             tokens_issued: 8,
             ssh_certs_issued: 1,
             standing_ops: vec![("user.create".into(), 1)],
-            stale_sp_secrets: vec![("ci".into(), t(-91 * 86_400))],
+            stale_sp_secrets: vec![("ci".into(), t(-91 * 86_400), None)],
             ca_keys: vec![("ssh-user".into(), t(-400 * 86_400))],
             static_secrets: vec![],
             token_key_rotations: vec![(t(-10), "kid-new".into()), (t(-20), "kid-old".into())],

@@ -10,8 +10,6 @@ use latch_crypto::SigningKey;
 use latch_policy::Bundle;
 use latch_store::Store;
 
-use crate::token_keys::TokenKeyring;
-
 /// Tunables of authentication, from `[auth]` in latch.toml.
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
@@ -21,6 +19,8 @@ pub struct AuthSettings {
     pub per_source: Limit,
     /// Lifetime of a session from token exchange (workload identity).
     pub exchange_session_ttl: Duration,
+    /// Lifetime of a service principal's secret unless it sets its own; `None`: never expires.
+    pub sp_secret_lifetime: Option<Duration>,
 }
 
 impl Default for AuthSettings {
@@ -31,6 +31,7 @@ impl Default for AuthSettings {
             per_identity: Limit { max_failures: 5, window: Duration::from_secs(300) },
             per_source: Limit { max_failures: 20, window: Duration::from_secs(300) },
             exchange_session_ttl: Duration::from_secs(15 * 60),
+            sp_secret_lifetime: None,
         }
     }
 }
@@ -132,15 +133,16 @@ pub struct Inner {
     pub dummy_hash: String,
     /// The policy bundle in force; replaced whole by `apply`.
     pub policy: RwLock<Arc<Bundle>>,
-    pub token_keys: RwLock<Arc<TokenKeyring>>,
+    /// The SSH user CA and token signing keys (private halves only while unsealed).
+    pub issuer_keys: crate::issuer_keys::IssuerKeyring,
+    /// Where this node keeps its key files.
+    pub data_dir: std::path::PathBuf,
     /// `iss` of issued tokens: the server's public URL.
     pub issuer: String,
     pub jit: JitSettings,
     pub notify: Mutex<NotifyStatus>,
     /// Tokens whose signature verified (see [`crate::verified`]).
     pub verified: crate::verified::VerifiedTokens,
-    /// The SSH user-certificate authority.
-    pub ssh_ca: Arc<latch_ssh::UserCa>,
     /// This node's counters and histograms, served at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     pub metrics_settings: MetricsSettings,
@@ -174,11 +176,13 @@ impl AppState {
     pub fn set_policy(&self, b: Arc<Bundle>) {
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = b;
     }
-    pub fn token_keys(&self) -> Arc<TokenKeyring> {
-        self.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The issuer keys as they stand (see [`crate::issuer_keys`]).
+    pub fn issuers(&self) -> Arc<crate::issuer_keys::Issuers> {
+        self.issuer_keys.get()
     }
-    pub fn set_token_keys(&self, k: Arc<TokenKeyring>) {
-        *self.token_keys.write().unwrap_or_else(|p| p.into_inner()) = k;
+    /// Re-reads the issuer keys: after unseal (opens, migrates or creates them) and changes.
+    pub async fn reload_issuers(&self) -> Result<(), crate::error::ApiError> {
+        self.issuer_keys.reload(&self.store, &self.barrier, &self.data_dir).await
     }
     pub fn notify_status(&self) -> std::sync::MutexGuard<'_, NotifyStatus> {
         self.notify.lock().unwrap_or_else(|p| p.into_inner())

@@ -162,6 +162,30 @@ pub trait SshStore: Send + Sync + 'static {
     async fn revoked_ssh_serials(&self, now_unix: i64) -> Result<RevokedSerials>;
 }
 
+/// The keys latch signs with, under the master keyring (see `StoredIssuerKey`).
+#[async_trait]
+pub trait IssuerKeyStore: Send + Sync + 'static {
+    /// Every issuer key, active ones first, then by creation.
+    async fn issuer_keys(&self) -> Result<Vec<StoredIssuerKey>>;
+    /// Stores `key` unless (active) its kind already has an active key or the
+    /// id is taken; returns whether it was stored (another node may have been
+    /// first). When stored, also deletes the `legacy_ca` row of `ca_keys`
+    /// (the copy sealed under a node key file, which this one replaces).
+    async fn create_issuer_key(
+        &self,
+        key: StoredIssuerKey,
+        legacy_ca: Option<String>,
+        audit: AuditDraft,
+    ) -> Result<bool>;
+    /// Retires active key `retiring` and stores `next` as its kind's active
+    /// key, in one transaction; a conflict if `retiring` is no longer active.
+    async fn rotate_issuer_key(&self, retiring: &str, next: StoredIssuerKey, audit: AuditDraft) -> Result<()>;
+    /// Deletes a retired key (no longer needed to verify anything).
+    async fn delete_retired_issuer_key(&self, id: &str, audit: AuditDraft) -> Result<bool>;
+    /// Replaces a key's wrapped data key, only if it is still `old`; returns whether it was.
+    async fn store_rewrapped_issuer_key(&self, id: &str, old: StoredEnvelope, new: StoredEnvelope) -> Result<bool>;
+}
+
 /// Dynamic PostgreSQL credentials: the target databases registered by
 /// administrators, and the roles created on them under grants (see
 /// `ops::db_creds` for why the states are what they are).
@@ -340,6 +364,7 @@ pub trait SecretStore: Send + Sync + 'static {
 pub trait Store:
     JitStore
     + SshStore
+    + IssuerKeyStore
     + DbCredStore
     + RecordingStore
     + FederationStore
@@ -380,8 +405,8 @@ pub trait Store:
     ) -> Result<ServicePrincipal>;
     async fn get_sp(&self, name_or_id: &str) -> Result<Option<ServicePrincipal>>;
     async fn list_sps(&self) -> Result<Vec<ServicePrincipal>>;
-    /// Replaces the secret hash and revokes the principal's sessions.
-    async fn rotate_sp_secret(&self, name: &str, secret_hash: String, audit: AuditDraft) -> Result<ServicePrincipal>;
+    /// Replaces the secret; without an overlap also revokes the principal's sessions.
+    async fn rotate_sp_secret(&self, name: &str, r: SpSecretRotation, audit: AuditDraft) -> Result<ServicePrincipal>;
     async fn set_sp_disabled(&self, name: &str, disabled: bool, audit: AuditDraft) -> Result<ServicePrincipal>;
     async fn delete_sp(&self, name: &str, audit: AuditDraft) -> Result<()>;
 

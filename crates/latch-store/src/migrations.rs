@@ -18,9 +18,16 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "oidc_login", sql: include_str!("../migrations/0007_oidc_login.sql") },
     Migration { version: 8, name: "secrets", sql: include_str!("../migrations/0008_secrets.sql") },
     Migration { version: 9, name: "db_creds", sql: include_str!("../migrations/0009_db_creds.sql") },
+    Migration { version: 10, name: "issuer_keys", sql: include_str!("../migrations/0010_issuer_keys.sql") },
+    Migration {
+        version: 11,
+        name: "sp_secret_rotation",
+        sql: include_str!("../migrations/0011_sp_secret_rotation.sql"),
+    },
+    Migration { version: 12, name: "db_tls", sql: include_str!("../migrations/0012_db_tls.sql") },
 ];
 
-pub const LATEST: i64 = 9;
+pub const LATEST: i64 = 12;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

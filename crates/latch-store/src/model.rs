@@ -44,6 +44,21 @@ pub struct NewServicePrincipal {
     pub name: String,
     pub description: String,
     pub secret_hash: String,
+    /// `None`: the server default; `Some(0)`: never expires.
+    pub secret_lifetime_ms: Option<i64>,
+    pub secret_expires_at: Option<Timestamp>,
+}
+
+/// A new secret for a service principal.
+#[derive(Clone, Debug)]
+pub struct SpSecretRotation {
+    pub secret_hash: String,
+    pub expires_at: Option<Timestamp>,
+    /// The principal's lifetime from now on (`None`: unchanged).
+    pub lifetime_ms: Option<Option<i64>>,
+    /// Keep the previous secret valid until then (never past its own
+    /// expiry), sessions included; `None` ends it and its sessions at once.
+    pub overlap_until: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +68,13 @@ pub struct ServicePrincipal {
     pub description: String,
     pub secret_hash: String,
     pub secret_rotated_at: Timestamp,
+    /// When the current secret stops authenticating (`None`: never).
+    pub secret_expires_at: Option<Timestamp>,
+    /// `None`: the server default; `Some(0)`: secrets never expire.
+    pub secret_lifetime_ms: Option<i64>,
+    /// The secret before the last rolling rotation, valid until its expiry.
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
     pub disabled: bool,
     pub created_at: Timestamp,
     pub groups: Vec<String>,
@@ -289,6 +311,27 @@ pub struct StoredCaKey {
     pub created_at: Timestamp,
 }
 
+/// What an issuer key signs.
+pub const ISSUER_SSH_USER_CA: &str = "ssh-user-ca";
+pub const ISSUER_TOKEN: &str = "token";
+
+/// A key latch signs with (the SSH user CA, a token signing key): its public
+/// half in the clear, its private half encrypted under the master keyring.
+#[derive(Clone, Debug)]
+pub struct StoredIssuerKey {
+    /// `ssh-user`, or `token:KID`.
+    pub id: String,
+    /// [`ISSUER_SSH_USER_CA`] or [`ISSUER_TOKEN`].
+    pub kind: String,
+    pub public_key: String,
+    /// Signs; a retired key is only published (and verified against).
+    pub active: bool,
+    /// The private seed; never logged.
+    pub envelope: StoredEnvelope,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
 /// An SSH certificate latch signed.
 #[derive(Clone, Debug)]
 pub struct IssuedSshCert {
@@ -480,7 +523,8 @@ pub struct SloData {
     /// M3: successful standing-administrator actions in the window (not by `system`), by action.
     pub standing_ops: Vec<(String, i64)>,
     /// M4: enabled service principals whose secret is overdue for rotation: (name, rotated at).
-    pub stale_sp_secrets: Vec<(String, Timestamp)>,
+    /// …or whose secret has expired: (name, rotated at, expires at).
+    pub stale_sp_secrets: Vec<(String, Timestamp, Option<Timestamp>)>,
     /// M4: CA keys: (name, created at).
     pub ca_keys: Vec<(String, Timestamp)>,
     /// M4: every stored KV secret with a readable current version:
@@ -625,7 +669,10 @@ pub struct DbConnection {
     pub database: String,
     /// The administrator latch creates and drops roles as.
     pub username: String,
+    /// `disable`, `prefer`, `require` or `verify-full` (TLS always verified).
     pub sslmode: String,
+    /// PEM of the CA the target's certificate must chain to; `None`: the public roots.
+    pub ca_cert: Option<String>,
     /// Hex of the sealed password; never logged or answered.
     pub sealed_password: String,
     pub created_at: Timestamp,

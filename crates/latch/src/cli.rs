@@ -316,12 +316,16 @@ pub enum DbConnectionCmd {
     /// Register a PostgreSQL server latch creates roles on; latch connects once to check it.
     Add {
         name: String,
-        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer], without the password.
+        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer|require|verify-full], without the password.
         #[arg(long)]
         url: String,
         /// File holding the user's password (`-`: stdin); stored sealed, never shown.
         #[arg(long)]
         password_file: PathBuf,
+        /// PEM file of the CA that signed the server's certificate (TLS is always
+        /// verified; without this, against the public roots).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
     /// Show one connection (never its password).
     Show { name: String },
@@ -621,12 +625,27 @@ pub enum SpCmd {
         groups: Vec<String>,
         #[arg(long, default_value = "")]
         description: String,
+        /// How long each secret is valid, e.g. 30d, or `never`
+        /// (default: the server's [auth] sp_secret_lifetime).
+        #[arg(long)]
+        secret_lifetime: Option<String>,
     },
     List,
     Show {
         name: String,
     },
-    /// Replace the secret (the old one and its sessions stop working).
+    /// Issue a new secret (printed once) while the previous one keeps working
+    /// for --overlap, so a pipeline can switch without downtime.
+    Rotate {
+        name: String,
+        /// How long the previous secret stays valid (0s: at once, revoking its sessions).
+        #[arg(long, default_value = "1h")]
+        overlap: String,
+        /// Change the principal's secret lifetime (e.g. 30d, `never`, `default`).
+        #[arg(long)]
+        secret_lifetime: Option<String>,
+    },
+    /// Replace the secret at once (the old one and its sessions stop working), as after a leak.
     RotateSecret {
         name: String,
     },

@@ -208,13 +208,23 @@ fn group(c: &Client, g: &Global, cmd: GroupCmd) -> anyhow::Result<()> {
 }
 
 fn sp_row(v: &Value) -> Vec<String> {
-    vec![s(v, "name"), s(v, "id"), s(v, "disabled"), s(v, "groups"), s(v, "secret_rotated_at")]
+    let expires = v["secret_expires_at"].as_str().unwrap_or("never").to_string();
+    vec![s(v, "name"), s(v, "id"), s(v, "disabled"), s(v, "groups"), s(v, "secret_rotated_at"), expires]
 }
+
+const SP_COLUMNS: [&str; 6] = ["name", "client_id", "disabled", "groups", "secret_rotated_at", "secret_expires_at"];
 
 fn print_credentials(g: &Global, v: &Value) {
     emit(g, v, |v| {
         println!("client_id={}", s(v, "client_id"));
         println!("client_secret={}", s(v, "client_secret"));
+        let sp = &v["service_principal"];
+        if let Some(e) = sp["secret_expires_at"].as_str() {
+            eprintln!("the secret expires at {e}");
+        }
+        if let Some(p) = sp["previous_secret_expires_at"].as_str() {
+            eprintln!("the previous secret keeps working until {p}: switch the pipeline before then");
+        }
         eprintln!("the secret is shown only now: store it in your pipeline's secret store");
     });
 }
@@ -237,11 +247,16 @@ fn conditions_text(f: &Value) -> String {
 fn service_principal(c: &Client, g: &Global, cmd: SpCmd) -> anyhow::Result<()> {
     let path = |name: &str| format!("/v1/service-principals/{}", seg(name));
     match cmd {
-        SpCmd::Create { name, groups, description } => {
+        SpCmd::Create { name, groups, description, secret_lifetime } => {
             let v: Value = c.post(
                 "/v1/service-principals",
-                &json!({ "name": name, "groups": groups, "description": description }),
+                &json!({ "name": name, "groups": groups, "description": description, "secret_lifetime": secret_lifetime }),
             )?;
+            print_credentials(g, &v);
+        }
+        SpCmd::Rotate { name, overlap, secret_lifetime } => {
+            let body = json!({ "overlap": overlap, "secret_lifetime": secret_lifetime });
+            let v: Value = c.post(&format!("{}/rotate-secret", path(&name)), &body)?;
             print_credentials(g, &v);
         }
         SpCmd::List => {
@@ -249,12 +264,12 @@ fn service_principal(c: &Client, g: &Global, cmd: SpCmd) -> anyhow::Result<()> {
             emit(g, &v, |v| {
                 let rows =
                     v["service_principals"].as_array().map(|a| a.iter().map(sp_row).collect()).unwrap_or_default();
-                table(&["name", "client_id", "disabled", "groups", "secret_rotated_at"], rows);
+                table(&SP_COLUMNS, rows);
             });
         }
         SpCmd::Show { name } => {
             let v: Value = c.get(&path(&name))?;
-            emit(g, &v, |v| table(&["name", "client_id", "disabled", "groups", "secret_rotated_at"], vec![sp_row(v)]));
+            emit(g, &v, |v| table(&SP_COLUMNS, vec![sp_row(v)]));
         }
         SpCmd::RotateSecret { name } => {
             let v: Value = c.call("POST", &format!("{}/rotate-secret", path(&name)), None::<&()>)?;

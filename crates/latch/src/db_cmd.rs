@@ -14,13 +14,18 @@ use crate::out::{emit, s, table};
 pub fn run(cmd: DbCmd, g: &Global) -> anyhow::Result<()> {
     let c = Client::new(g)?;
     match cmd {
-        DbCmd::Connection(DbConnectionCmd::Add { name, url, password_file }) => {
+        DbCmd::Connection(DbConnectionCmd::Add { name, url, password_file, ca_cert }) => {
             let target = parse_url(&url)?;
             let password = read_password(&password_file)?;
             let mut body = json!({ "name": name, "host": target.host, "port": target.port, "database": target.database,
                                    "username": target.username, "password": password.as_str() });
             if let Some(m) = target.sslmode {
                 body["sslmode"] = json!(m);
+            }
+            if let Some(path) = ca_cert {
+                let pem = std::fs::read_to_string(&path)
+                    .map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
+                body["ca_cert"] = json!(pem);
             }
             let v: Value = c.post("/v1/db/connections", &body)?;
             emit(g, &v, |v| println!("registered database connection {} ({})", s(v, "name"), s(v, "url")));

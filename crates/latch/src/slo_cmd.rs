@@ -92,11 +92,17 @@ pub fn inventory(g: &Global) -> anyhow::Result<()> {
                     s(c, "name"),
                     format!("{:.1}", c["age_days"].as_f64().unwrap_or_default()),
                     s(v, limit),
-                    if c["long_lived"] == Value::Bool(true) { "OVERDUE".into() } else { "ok".into() },
+                    c["expires_at"].as_str().unwrap_or("-").to_string(),
+                    match (c["long_lived"] == Value::Bool(true), c["rotation"].as_str()) {
+                        (_, Some("expired")) => "EXPIRED".into(),
+                        (true, _) => "OVERDUE".into(),
+                        (false, Some(r)) => r.to_string(),
+                        (false, None) => "ok".into(),
+                    },
                 ]);
             }
         }
-        table(&["kind", "credential", "age (days)", "limit", "status"], rows);
+        table(&["kind", "credential", "age (days)", "limit", "expires", "status"], rows);
         println!(
             "long-lived tokens: {}, long-lived SSH certificates: {}; past their limit in all: {} (M4)",
             v["long_lived_tokens"], v["long_lived_ssh_certificates"], v["long_lived"]

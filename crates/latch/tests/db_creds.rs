@@ -458,6 +458,55 @@ fn a_failed_drop_is_retried_visible_until_it_succeeds() {
 }
 
 #[test]
+fn connections_over_tls_verify_the_server_and_credentials_are_issued_through_them() {
+    let x = Setup::start();
+    let (s, t) = (&x.s, &x.t);
+    let pwf = x.dir.path().join("admin.pw");
+    let pwf = pwf.to_str().unwrap();
+    let ca = x.dir.path().join("ca.pem");
+    std::fs::write(&ca, pg::cluster().ca_cert()).unwrap();
+    s.cli(&["db", "connection", "rm", "appdb"]).ok();
+    let url = format!("{}?sslmode=verify-full", t.url());
+    // Against the public roots the test CA is unknown: refused, saying why.
+    let out = s.cli(&["db", "connection", "add", "appdb", "--url", &url, "--password-file", pwf]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    assert!(!out.stderr.contains(&t.admin_pw));
+    // With the CA that signed the server's certificate: registered, and used.
+    s.cli(&[
+        "db",
+        "connection",
+        "add",
+        "appdb",
+        "--url",
+        &url,
+        "--password-file",
+        pwf,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ])
+    .ok();
+    let shown = s.cli(&["db", "connection", "show", "appdb", "-o", "json"]).ok().json();
+    assert_eq!(shown["sslmode"], "verify-full");
+    let grant = x.grant(&x.alice, "app-db", "1h");
+    let creds = x.creds(&grant, &[]);
+    let (user, pw) = (creds["username"].as_str().unwrap(), creds["password"].as_str().unwrap());
+    assert_eq!(psql_as(&t.db, user, pw, "SELECT count(*) FROM items").unwrap(), ["2"]);
+    // latch's own sessions as the administrator ran over TLS.
+    let ssl = pg::cluster().psql(
+        "postgres",
+        &format!(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.usename = '{}' AND a.application_name = 'latch'",
+            t.admin
+        ),
+    );
+    assert!(!ssl.is_empty() && ssl.iter().all(|r| r == "t"), "{ssl:?}");
+    let ev = s.audit("db.connection.create");
+    assert_eq!(ev.last().unwrap()["details"]["ca_cert"], true);
+}
+
+#[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
     let x = Setup::start();
     let (s, t) = (&x.s, &x.t);
@@ -521,9 +570,14 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         json!({ "name": "x", "host": "127.0.0.1", "port": port, "database": t.db,
                                        "username": t.admin, "password": t.admin_pw, "sslmode": sslmode })
     };
-    let (st, v) = s.http("POST", "/v1/db/connections", Some(&s.token), Some(&body("verify-full")));
+    let (st, v) = s.http("POST", "/v1/db/connections", Some(&s.token), Some(&body("verify-ca")));
     assert_eq!(st, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("sslmode=disable"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("use verify-full"), "{v}");
+    let mut bad_ca = body("verify-full");
+    bad_ca["ca_cert"] = json!("not a certificate");
+    let (st, v) = s.http("POST", "/v1/db/connections", Some(&s.token), Some(&bad_ca));
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("ca_cert"), "{v}");
     let (st, v) = s.http(
         "POST",
         "/v1/db/connections",

@@ -207,6 +207,35 @@ fn a_revocation_on_one_node_is_seen_by_the_others_within_a_second() {
 }
 
 #[test]
+fn every_node_signs_with_the_same_issuer_keys_and_follows_a_token_key_rotation() {
+    let n = Nodes::start();
+    let (a, b, c) = (&n.nodes[0], &n.nodes[1], &n.nodes[2]);
+    let ca = |s: &Server| s.http_raw("GET", "/v1/ssh/ca", None, None, &[]).2;
+    let kids = |s: &Server| s.http("GET", "/.well-known/jwks.json", None, None).1["keys"].clone();
+    assert!(ca(a).starts_with("ssh-ed25519 "));
+    assert_eq!((ca(b), ca(c)), (ca(a), ca(a)), "one CA, from the shared database");
+    assert_eq!((kids(b), kids(c)), (kids(a), kids(a)));
+    let alice = n.login(0, "alice");
+    let out = post(a, "/v1/requests", &alice, json!({ "role": "read-logs", "reason": "rotation" }));
+    let grant = out["grant"]["id"].as_str().unwrap().to_string();
+    let before = post(c, &format!("/v1/grants/{grant}/token"), &alice, json!({}));
+    let rotated = post(b, "/v1/sys/keys/token/rotate", &b.token, json!({}));
+    let new_kid = rotated["active_kid"].as_str().unwrap().to_string();
+    // Node C signs with B's new key within a second, and still accepts tokens of the old one.
+    eventually_within("node C to follow the rotation", Duration::from_secs(2), || {
+        kids(c)[0]["kid"] == new_kid.as_str()
+    });
+    let after = post(c, &format!("/v1/grants/{grant}/token"), &alice, json!({}));
+    let header = after["token"].as_str().unwrap().split('.').next().unwrap().to_string();
+    let header: Value =
+        serde_json::from_slice(&data_encoding::BASE64URL_NOPAD.decode(header.as_bytes()).unwrap()).unwrap();
+    assert_eq!(header["kid"], new_kid.as_str());
+    for s in [a, b, c] {
+        assert!(introspect(s, before["token"].as_str().unwrap()) && introspect(s, after["token"].as_str().unwrap()));
+    }
+}
+
+#[test]
 fn background_work_moves_to_another_node_when_its_node_dies() {
     let mut n = Nodes::start();
     let all = [0, 1, 2];

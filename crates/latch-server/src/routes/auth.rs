@@ -237,6 +237,30 @@ pub async fn login(
     }
 }
 
+enum SpSecret {
+    Current,
+    /// The secret before a rolling rotation, inside its overlap.
+    Previous,
+    Expired(Timestamp),
+    Wrong,
+}
+
+/// Which of the principal's secrets `presented` (a hash) is, at `now`. Both
+/// are compared, in constant time, whatever the first answer.
+fn sp_secret_state(sp: &latch_store::ServicePrincipal, presented: &str, now: Timestamp) -> SpSecret {
+    let current = latch_crypto::ct_eq(presented.as_bytes(), sp.secret_hash.as_bytes());
+    let previous =
+        sp.previous_secret_hash.as_deref().is_some_and(|h| latch_crypto::ct_eq(presented.as_bytes(), h.as_bytes()));
+    let live = |until: Option<Timestamp>| until.is_none_or(|t| now < t);
+    match (current, previous) {
+        (true, _) if live(sp.secret_expires_at) => SpSecret::Current,
+        (true, _) => SpSecret::Expired(sp.secret_expires_at.unwrap_or(now)),
+        (false, true) if sp.previous_secret_expires_at.is_some_and(|t| now < t) => SpSecret::Previous,
+        (false, true) => SpSecret::Expired(sp.previous_secret_expires_at.unwrap_or(now)),
+        (false, false) => SpSecret::Wrong,
+    }
+}
+
 #[utoipa::path(post, path = "/v1/auth/sp/login", tag = "auth", request_body = SpLoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sp_login(
@@ -256,27 +280,30 @@ pub async fn sp_login(
     };
     let secret = Secret::new(req.client_secret);
     let presented = token_hash(secret.expose());
-    let sp = match sp {
-        Some(sp) if latch_crypto::ct_eq(presented.as_bytes(), sp.secret_hash.as_bytes()) && !sp.disabled => sp,
+    let (sp, method) = match sp.map(|sp| (sp_secret_state(&sp, &presented, now), sp)) {
+        Some((SpSecret::Current, sp)) if !sp.disabled => (sp, "client_secret"),
+        Some((SpSecret::Previous, sp)) if !sp.disabled => (sp, "client_secret_previous"),
+        Some((SpSecret::Expired(at), sp)) if !sp.disabled => {
+            // The caller proved it holds the secret: telling it why is safe, and saves a debugging session.
+            let msg = format!(
+                "this client secret expired at {}: an administrator issues a new one with `latch sp rotate {}`",
+                at.to_rfc3339(),
+                sp.name
+            );
+            return Err(fail(&st, &ctx, &target, "secret_expired", ApiError::Unauthenticated(msg)).await);
+        }
         other => {
             let reason = match other {
                 None => "unknown_client",
-                Some(sp) if sp.disabled => "disabled",
+                Some((_, sp)) if sp.disabled => "disabled",
                 Some(_) => "bad_secret",
             };
             return Err(fail(&st, &ctx, &target, reason, bad()).await);
         }
     };
-    let resp = open_session(
-        &st,
-        &ctx,
-        (&sp.id, &sp.name, PrincipalKind::ServicePrincipal),
-        false,
-        None,
-        "client_secret",
-        &target,
-    )
-    .await?;
+    let resp =
+        open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), false, None, method, &target)
+            .await?;
     Ok(Json(resp))
 }
 

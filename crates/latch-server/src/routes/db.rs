@@ -36,9 +36,14 @@ pub struct CreateConnection {
     pub username: String,
     /// The administrator's password: stored sealed, never shown again.
     pub password: String,
-    /// `disable` (default) or `prefer`; TLS to targets is not supported yet.
+    /// `disable` (default), `prefer` (TLS when offered), `require` or
+    /// `verify-full` (TLS or nothing). TLS is always verified: against
+    /// `ca_cert`, else the public roots, and for the host name.
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// PEM of the CA that signed the target's certificate.
+    #[serde(default)]
+    pub ca_cert: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
@@ -114,19 +119,28 @@ pub async fn create_connection(
     }
     let sslmode = req.sslmode.clone().unwrap_or_else(|| "disable".into());
     match sslmode.as_str() {
-        "disable" | "prefer" => {}
-        "allow" | "require" | "verify-ca" | "verify-full" => {
+        "disable" | "prefer" | "require" | "verify-full" => {}
+        "allow" | "verify-ca" => {
             return Err(ApiError::BadRequest(format!(
-                "sslmode={sslmode} needs TLS to the target, which latch does not support yet: use sslmode=disable \
-                 (or prefer) on a trusted network"
+                "sslmode={sslmode} is not supported: latch always verifies the target's certificate and host \
+                 name, so use verify-full (with ca_cert for a private CA), or disable on a trusted network"
             )));
         }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "sslmode {:?} is not one of disable, prefer",
+                "sslmode {:?} is not one of disable, prefer, require, verify-full",
                 other.chars().take(32).collect::<String>()
             )));
         }
+    }
+    if let Some(pem) = &req.ca_cert {
+        if sslmode == "disable" {
+            return Err(ApiError::BadRequest("ca_cert is for TLS: give sslmode=verify-full (or require)".into()));
+        }
+        if pem.len() > 64 * 1024 {
+            return Err(ApiError::BadRequest("ca_cert is longer than 64 KiB".into()));
+        }
+        crate::db_tls::TargetTls::new(Some(pem)).map_err(ApiError::BadRequest)?;
     }
     if st.store.db_connection(&req.name).await?.is_some() {
         return Err(ApiError::Conflict(format!(
@@ -141,6 +155,7 @@ pub async fn create_connection(
         database: req.database.clone(),
         username: req.username.clone(),
         sslmode,
+        ca_cert: req.ca_cert.clone(),
         sealed_password: String::new(),
         created_at: st.clock.now(),
         created_by: p.audit_name(),
@@ -161,7 +176,7 @@ pub async fn create_connection(
     conn.sealed_password = st.db.sealer.seal(&conn.name, &req.password).await?;
     let ev = ctx.audit(p.audit_name(), "db.connection.create", format!("db-connection:{}", conn.name)).details(json!({
         "host": conn.host, "port": conn.port, "database": conn.database, "username": conn.username,
-        "sslmode": conn.sslmode, "server_version": version,
+        "sslmode": conn.sslmode, "ca_cert": conn.ca_cert.is_some(), "server_version": version,
     }));
     let made = st.store.create_db_connection(conn, ev).await?;
     st.db.forget(&made.name);

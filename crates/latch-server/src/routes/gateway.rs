@@ -111,22 +111,23 @@ pub async fn authorize(
     let mut details = json!({ "target": target, "login": req.login });
     let deny = |why: String| ApiError::Forbidden(format!("session to {}@{target} refused: {why}", req.login));
     let now = st.clock.now();
-    let cert = match verify_user_cert(st.ssh_ca.public_key(), &req.certificate, u64::try_from(now.secs()).unwrap_or(0))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(refused(
-                &st,
-                &ctx,
-                &p,
-                "ssh.gateway.refuse",
-                "ssh:gateway".into(),
-                details,
-                deny(e.to_string()),
-            )
-            .await);
-        }
-    };
+    let issuers = st.issuers();
+    let cert =
+        match verify_user_cert(issuers.ssh_ca_public()?, &req.certificate, u64::try_from(now.secs()).unwrap_or(0)) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(refused(
+                    &st,
+                    &ctx,
+                    &p,
+                    "ssh.gateway.refuse",
+                    "ssh:gateway".into(),
+                    details,
+                    deny(e.to_string()),
+                )
+                .await);
+            }
+        };
     if let Some(m) = details.as_object_mut() {
         m.insert("serial".into(), json!(cert.serial));
         m.insert("key_id".into(), json!(cert.key_id));

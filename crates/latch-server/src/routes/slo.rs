@@ -59,7 +59,7 @@ pub(crate) async fn compute(st: &AppState, window: Option<&str>) -> ApiResult<Sl
     };
     let data = st.store.slo_data(query).await?;
     let stats = st.store.stats(now).await?;
-    let kid = st.token_keys().kid();
+    let kid = st.issuers().active_kid().unwrap_or_default();
     Ok(slo::report(&label, window, now, cfg, &data, &stats, &kid))
 }
 
@@ -105,13 +105,24 @@ pub async fn inventory(State(st): State<AppState>, Caller(p): Caller) -> ApiResu
             since: latch_core::Timestamp(since_ms).to_rfc3339(),
             age_days: (age as f64 / 86_400_000.0 * 10.0).round() / 10.0,
             long_lived: age > i64::try_from(limit.as_millis()).unwrap_or(i64::MAX),
+            expires_at: None,
+            rotation: None,
         }
     };
     let sps = st.store.list_sps().await?;
     let service_principal_secrets = sps
         .iter()
         .filter(|sp| !sp.disabled)
-        .map(|sp| aged(format!("sp:{}", sp.name), sp.secret_rotated_at.millis(), cfg.sp_secret_max_age))
+        .map(|sp| {
+            let a = aged(format!("sp:{}", sp.name), sp.secret_rotated_at.millis(), cfg.sp_secret_max_age);
+            let status = slo::sp_secret_status(sp.secret_expires_at, sp.previous_secret_expires_at, now);
+            slo::AgedCredential {
+                long_lived: a.long_lived || status == "expired",
+                expires_at: sp.secret_expires_at.map(latch_core::Timestamp::to_rfc3339),
+                rotation: Some(status.into()),
+                ..a
+            }
+        })
         .collect();
     let mut signing_keys = m4.signing_keys;
     if let Ok(ring) = st.barrier.keyring(st.store.as_ref(), std::time::Instant::now()).await {

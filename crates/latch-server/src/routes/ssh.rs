@@ -60,7 +60,7 @@ fn new_serial() -> ApiResult<u64> {
 
 #[utoipa::path(post, path = "/v1/grants/{id}/ssh", tag = "ssh", request_body = SignSsh,
     responses((status = 200, body = SshCertView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn sign(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -137,6 +137,8 @@ pub(crate) async fn issue_cert(
     spec: &latch_policy::role::SshSpec,
     issue: Issue<'_>,
 ) -> ApiResult<SshCertView> {
+    // 503 while sealed: the CA's private key is only in memory then.
+    let ca = st.issuers().ssh_ca()?;
     let now = st.clock.now();
     let mut ttl = issue.ttl;
     if let Some(max) = spec.max_validity {
@@ -163,7 +165,7 @@ pub(crate) async fn issue_cert(
             extensions: spec.extensions.clone(),
             nonce,
         };
-        let signed = st.ssh_ca.sign(subject, &cert_req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let signed = ca.sign(subject, &cert_req).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let record = IssuedSshCert {
             serial: i64::try_from(serial).unwrap_or(i64::MAX),
             grant_id: grant.id.clone(),
@@ -200,9 +202,11 @@ pub(crate) async fn issue_cert(
 }
 
 /// The CA's public key, one line, as `TrustedUserCAKeys` reads it. Public.
-#[utoipa::path(get, path = "/v1/ssh/ca", tag = "ssh", responses((status = 200, body = String, content_type = "text/plain")))]
-pub async fn ca(State(st): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", st.ssh_ca.public_line()))
+#[utoipa::path(get, path = "/v1/ssh/ca", tag = "ssh",
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 503, body = ErrorBody)))]
+pub async fn ca(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let issuers = st.issuers();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", issuers.ssh_ca_line()?)))
 }
 
 /// The Key Revocation List for `RevokedKeys`, in OpenSSH's binary format:
@@ -213,8 +217,9 @@ pub async fn krl(State(st): State<AppState>) -> ApiResult<impl IntoResponse> {
     let now = st.clock.now();
     let revoked = st.store.revoked_ssh_serials(now.secs()).await?;
     let serials: Vec<u64> = revoked.serials.iter().filter_map(|s| u64::try_from(*s).ok()).collect();
+    let issuers = st.issuers();
     let body = encode_krl(
-        st.ssh_ca.public_key(),
+        issuers.ssh_ca_public()?,
         &serials,
         u64::try_from(revoked.version).unwrap_or(0),
         u64::try_from(now.secs()).unwrap_or(0),

@@ -43,7 +43,7 @@ const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 #[utoipa::path(post, path = "/v1/grants/{id}/token", tag = "tokens", request_body = IssueToken,
     responses((status = 200, body = IssuedTokenView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn issue(
     State(st): State<AppState>,
     ctx: Ctx,
@@ -93,8 +93,7 @@ pub async fn issue(
     }
     // A credential never outlives its grant.
     let expires_at = now.plus(ttl).min(grant.expires_at);
-    let keys = st.token_keys();
-    let kid = keys.kid();
+    let (kid, signer) = st.issuers().token_signer()?;
     let jti = new_id("jti")?;
     let claims = json!({
         "iss": st.issuer,
@@ -108,7 +107,7 @@ pub async fn issue(
         "role": grant.role,
         "principal_kind": grant.principal_kind.as_str(),
     });
-    let token = jwt::sign(&keys.active, &kid, &claims);
+    let token = jwt::sign(&signer, &kid, &claims);
     let record = IssuedToken {
         jti: jti.clone(),
         grant_id: grant.id.clone(),
@@ -132,7 +131,7 @@ fn grant_state_word(g: &latch_store::Grant, now: Timestamp) -> &'static str {
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens", responses((status = 200, body = Object)))]
 pub async fn jwks(State(st): State<AppState>) -> Json<Value> {
-    let keys: Vec<Value> = st.token_keys().published().iter().map(jwt::jwk).collect();
+    let keys: Vec<Value> = st.issuers().published().iter().map(jwt::jwk).collect();
     Json(json!({ "keys": keys }))
 }
 
@@ -210,7 +209,7 @@ fn introspect_token(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
 
 /// Full validation of a latch token at the server's current time.
 async fn check(st: &AppState, token: &str) -> ApiResult<Result<Value, &'static str>> {
-    let keys = st.token_keys();
+    let keys = st.issuers();
     let claims = match st.verified.get(token, |kid| keys.find(kid).is_some()) {
         Some(c) => c,
         None => match (jwt::verify(token, |kid| keys.find(kid)), jwt::peek_kid(token)) {
@@ -272,13 +271,7 @@ pub async fn revoked(State(st): State<AppState>) -> ApiResult<Json<RevokedList>>
 #[utoipa::path(post, path = "/v1/sys/keys/token/rotate", tag = "tokens",
     responses((status = 200, body = Object), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rotate_key(State(st): State<AppState>, ctx: Ctx, Admin(admin): Admin) -> ApiResult<Json<Value>> {
-    let old = st.token_keys();
-    let next = old.rotate().map_err(ApiError::internal)?;
-    let new_kid = next.kid();
-    let ev = ctx
-        .audit(admin.audit_name(), "key.rotate", "key:token")
-        .details(json!({ "retired_kid": old.kid(), "active_kid": new_kid }));
-    st.store.append_audit(ev).await?;
-    st.set_token_keys(std::sync::Arc::new(next));
-    Ok(Json(json!({ "active_kid": new_kid, "retired_kid": old.kid() })))
+    let ev = ctx.audit(admin.audit_name(), "key.rotate", "key:token");
+    let (old, new_kid) = st.issuer_keys.rotate_token_key(&st.store, &st.barrier, &st.data_dir, ev).await?;
+    Ok(Json(json!({ "active_kid": new_kid, "retired_kid": old })))
 }

@@ -20,7 +20,8 @@ use crate::model::*;
 use crate::sql::{Db, Row, map_opt, map_rows};
 use crate::{DbCredStore, Result, SqlStore, StoreError, SweepAudit, WriteCtx};
 
-const CONN_COLS: &str = "name, host, port, database_name, username, sslmode, sealed_password, created_at, created_by";
+const CONN_COLS: &str =
+    "name, host, port, database_name, username, sslmode, sealed_password, created_at, created_by, ca_cert";
 const CRED_COLS: &str = "lease_id, grant_id, principal_id, principal_name, role, connection, username, revocation, \
      issued_at, expires_at, state, revoke_requested_at, revoked_at, revoke_attempts, last_error, next_attempt_at";
 
@@ -36,6 +37,7 @@ fn conn_from_row(r: &Row) -> Result<DbConnection> {
         database: r.get(3)?,
         username: r.get(4)?,
         sslmode: r.get(5)?,
+        ca_cert: r.get(9)?,
         sealed_password: r.get(6)?,
         created_at: r.get(7)?,
         created_by: r.get(8)?,
@@ -101,7 +103,7 @@ impl DbCredStore for SqlStore {
     async fn create_db_connection(&self, c: DbConnection, audit: AuditDraft) -> Result<DbConnection> {
         self.write(move |ctx| {
             ctx.exec(
-                &format!("INSERT INTO db_connections ({CONN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO db_connections ({CONN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 args![
                     c.name,
                     c.host,
@@ -111,7 +113,8 @@ impl DbCredStore for SqlStore {
                     c.sslmode,
                     c.sealed_password,
                     c.created_at,
-                    c.created_by
+                    c.created_by,
+                    c.ca_cert
                 ],
             )
             .map_err(|e| match e {
@@ -444,6 +447,7 @@ mod tests {
             database: "app".into(),
             username: "admin".into(),
             sslmode: "disable".into(),
+            ca_cert: None,
             sealed_password: "00".into(),
             created_at: clock.now(),
             created_by: "user:admin".into(),

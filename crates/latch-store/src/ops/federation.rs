@@ -165,6 +165,8 @@ mod tests {
             name: "ci".into(),
             description: String::new(),
             secret_hash: "x".into(),
+            secret_lifetime_ms: None,
+            secret_expires_at: None,
         };
         store.create_sp(sp, vec![], ev("sp.create")).await.unwrap();
         let conds = vec![Condition::equals("repository", "org/app"), Condition::glob("ref", "refs/heads/*")];
@@ -196,6 +198,8 @@ mod tests {
             name: "ci".into(),
             description: String::new(),
             secret_hash: "x".into(),
+            secret_lifetime_ms: None,
+            secret_expires_at: None,
         };
         store.create_sp(sp, vec![], ev("sp.create")).await.unwrap();
         let now = clock.now();

@@ -15,7 +15,8 @@ use crate::{AuditQuery, Result, Store, StoreError};
 use crate::{SqlStore, WriteCtx};
 
 const USER_COLS: &str = "id, name, password_hash, disabled, totp_secret, totp_confirmed, totp_last_step, created_at";
-const SP_COLS: &str = "id, name, description, secret_hash, secret_rotated_at, disabled, created_at";
+const SP_COLS: &str = "id, name, description, secret_hash, secret_rotated_at, disabled, created_at, \
+                       secret_expires_at, secret_lifetime_ms, previous_secret_hash, previous_secret_expires_at";
 const AUDIT_COLS: &str = "seq, time, actor, action, target, outcome, request_id, source, details, hash";
 
 fn user_from_row(r: &Row) -> Result<User> {
@@ -41,6 +42,10 @@ fn sp_from_row(r: &Row) -> Result<ServicePrincipal> {
         secret_rotated_at: Timestamp(r.get(4)?),
         disabled: r.get(5)?,
         created_at: Timestamp(r.get(6)?),
+        secret_expires_at: r.get(7)?,
+        secret_lifetime_ms: r.get(8)?,
+        previous_secret_hash: r.get(9)?,
+        previous_secret_expires_at: r.get(10)?,
         groups: Vec::new(),
     })
 }
@@ -507,9 +512,10 @@ impl Store for SqlStore {
         self.write(move |ctx| {
             let now = ctx.now().millis();
             ctx.exec(
-                "INSERT INTO service_principals (id, name, description, secret_hash, secret_rotated_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                args![sp.id, sp.name, sp.description, sp.secret_hash, now],
+                "INSERT INTO service_principals (id, name, description, secret_hash, secret_rotated_at, created_at,
+                                                 secret_lifetime_ms, secret_expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+                args![sp.id, sp.name, sp.description, sp.secret_hash, now, sp.secret_lifetime_ms, sp.secret_expires_at],
             )
             .map_err(|e| conflict(e, format!("service principal {:?} already exists", sp.name)))?;
             add_memberships(ctx, &sp.id, PrincipalKind::ServicePrincipal, &groups)?;
@@ -538,15 +544,33 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn rotate_sp_secret(&self, name: &str, secret_hash: String, audit: AuditDraft) -> Result<ServicePrincipal> {
+    async fn rotate_sp_secret(&self, name: &str, r: SpSecretRotation, audit: AuditDraft) -> Result<ServicePrincipal> {
         let name = name.to_string();
         self.write(move |ctx| {
             let sp = require_sp(ctx.db(), &name)?;
+            // The previous secret lives on only until the overlap ends, and
+            // never past its own expiry.
+            let previous = r.overlap_until.map(|until| {
+                let until = sp.secret_expires_at.map_or(until, |e| e.min(until));
+                (sp.secret_hash.clone(), until)
+            });
             ctx.exec(
-                "UPDATE service_principals SET secret_hash = ?2, secret_rotated_at = ?3 WHERE id = ?1",
-                args![sp.id, secret_hash, ctx.now()],
+                "UPDATE service_principals SET secret_hash = ?2, secret_rotated_at = ?3, secret_expires_at = ?4,
+                        secret_lifetime_ms = ?5, previous_secret_hash = ?6, previous_secret_expires_at = ?7
+                  WHERE id = ?1",
+                args![
+                    sp.id,
+                    r.secret_hash,
+                    ctx.now(),
+                    r.expires_at,
+                    r.lifetime_ms.unwrap_or(sp.secret_lifetime_ms),
+                    previous.as_ref().map(|p| p.0.clone()),
+                    previous.as_ref().map(|p| p.1)
+                ],
             )?;
-            revoke_sessions_of(ctx, &sp.id)?;
+            if previous.is_none() {
+                revoke_sessions_of(ctx, &sp.id)?;
+            }
             ctx.audit(audit)?;
             require_sp(ctx.db(), &sp.id)
         })

@@ -4,6 +4,7 @@ pub(crate) mod child_tokens;
 pub(crate) mod db_creds;
 mod federation;
 pub(crate) mod identity;
+mod issuer_keys;
 mod jit;
 mod oidc;
 mod recordings;

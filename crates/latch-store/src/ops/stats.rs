@@ -159,13 +159,19 @@ fn collect_slo(db: &dyn Db, q: &SloQuery) -> Result<SloData> {
     // M4: long-lived credentials, as they stand at the end of the window.
     let stale_sp_secrets = map_rows(
         db,
-        "SELECT name, secret_rotated_at FROM service_principals
-          WHERE disabled = FALSE AND secret_rotated_at < ?1 ORDER BY secret_rotated_at, name",
-        args![q.secret_rotated_before],
+        "SELECT name, secret_rotated_at, secret_expires_at FROM service_principals
+          WHERE disabled = FALSE AND (secret_rotated_at < ?1 OR secret_expires_at <= ?2)
+          ORDER BY secret_rotated_at, name",
+        args![q.secret_rotated_before, q.to],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let ca_keys = map_rows(
+        db,
+        "SELECT name, created_at FROM ca_keys WHERE name NOT IN (SELECT id FROM issuer_keys)
+              UNION ALL SELECT id, created_at FROM issuer_keys WHERE kind = 'ssh-user-ca' ORDER BY 1",
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let ca_keys =
-        map_rows(db, "SELECT name, created_at FROM ca_keys ORDER BY name", args![], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let static_secrets = map_rows(
         db,
         "SELECT s.mount, s.path, v.created_at FROM kv_secrets s

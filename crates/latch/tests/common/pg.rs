@@ -50,6 +50,34 @@ fn server_bin() -> PathBuf {
     versions.pop().expect("no /usr/lib/postgresql/*/bin/initdb: apt-get install -y postgresql")
 }
 
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 and
+/// localhost, made with the stock `openssl`, in `dir`.
+fn make_tls_files(dir: &Path) {
+    // Arguments as one line each (no value has a space).
+    let openssl = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let out = Command::new("openssl").args(&args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    openssl(&format!(
+        "req -x509 {ec} -days 2 -subj /CN=latch-test-CA -keyout ca.key -out ca.crt \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+    ));
+    openssl(&format!("req {ec} -subj /CN=127.0.0.1 -keyout server.key -out server.csr"));
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    if is_root() {
+        let key = dir.join("server.key");
+        assert!(Command::new("chown").args(["postgres:postgres"]).arg(&key).status().unwrap().success());
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -85,6 +113,7 @@ impl Cluster {
             .output()
             .unwrap();
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        make_tls_files(&dir);
         let port = free_port();
         let c = Cluster { port, dir, bin, password };
         c.pg_ctl_start();
@@ -94,9 +123,11 @@ impl Cluster {
 
     fn pg_ctl_start(&self) {
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=on -c shared_buffers=64MB",
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=300 -c fsync=on -c shared_buffers=64MB \
+             -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            d = self.dir.display()
         );
         let out = pg_cmd(&self.bin, "pg_ctl")
             .arg("-D")
@@ -115,6 +146,12 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
         );
+    }
+
+    /// The PEM of the CA that signed the server's certificate (for 127.0.0.1):
+    /// clients may use TLS (`sslmode=verify-full`) or not.
+    pub fn ca_cert(&self) -> String {
+        std::fs::read_to_string(self.dir.join("ca.crt")).unwrap()
     }
 
     /// Stops the server at once (as a crash would), for fail-closed tests.

@@ -117,6 +117,7 @@ pub async fn init(State(st): State<AppState>, ctx: Ctx, caller: MaybeCaller, byt
             ctx.audit(p.audit_name(), "seal.init", "system:seal"),
         )
         .await?;
+    st.reload_issuers().await?;
     let hex: Vec<String> = parts.iter().map(|s| latch_crypto::hex(s)).collect();
     let b64: Vec<String> = parts.iter().map(|s| data_encoding::BASE64.encode(s)).collect();
     Ok(axum::Json(json!({ "keys": hex, "keys_base64": b64, "root_token": "" })).into_response())
@@ -150,6 +151,8 @@ pub async fn unseal(State(st): State<AppState>, ctx: Ctx, bytes: Bytes) -> Vault
     match &result {
         Ok(s) if was_sealed && !s.sealed => {
             st.store.append_audit(ctx.audit("system", "seal.unseal", "system:seal")).await.map_err(ApiError::from)?;
+            // The signing keys open now (and are created or migrated on the first unseal).
+            st.reload_issuers().await?;
         }
         Err(ApiError::BadRequest(m)) if m.contains("combine") => {
             let ev = ctx
@@ -169,6 +172,7 @@ pub async fn seal(State(st): State<AppState>, ctx: Ctx, caller: MaybeCaller) -> 
     let p = admin(caller)?;
     if !st.barrier.is_sealed() {
         st.barrier.seal();
+        st.issuer_keys.drop_private();
         st.store.append_audit(ctx.audit(p.audit_name(), "seal.seal", "system:seal")).await.map_err(ApiError::from)?;
     }
     Ok(no_content())
@@ -204,8 +208,8 @@ pub async fn rotate(State(st): State<AppState>, ctx: Ctx, caller: MaybeCaller) -
     let ev = ctx.audit("system", "seal.rewrap", "system:seal");
     tokio::spawn(async move {
         match bg.barrier.rewrap(bg.store.as_ref()).await {
-            Ok(n) => {
-                let ev = ev.detail("version", version).detail("rewrapped", n);
+            Ok((n, issuer_keys)) => {
+                let ev = ev.detail("version", version).detail("rewrapped", n).detail("issuer_keys", issuer_keys);
                 if let Err(e) = bg.store.append_audit(ev).await {
                     tracing::error!(error = %e, "cannot audit the end of a master key re-wrap");
                 }
