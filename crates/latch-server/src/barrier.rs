@@ -268,10 +268,11 @@ impl Barrier {
     /// working throughout: old versions stay in the keyring.
     /// Returns (secret data keys, issuer keys) re-wrapped; issuer keys (SSH
     /// CA, token keys) go first.
-    pub async fn rewrap(&self, store: &dyn Store) -> Result<(u64, u64), ApiError> {
+    pub async fn rewrap(&self, store: &dyn Store) -> Result<Rewrapped, ApiError> {
         let ring = self.keyring(store, Instant::now()).await?;
-        let issuers = crate::issuer_keys::rewrap(store, &ring).await?;
-        Ok((self.rewrap_secrets(store).await?, issuers))
+        let issuer_keys = crate::issuer_keys::rewrap(store, &ring).await?;
+        let db_passwords = crate::db_creds::rewrap_passwords(store, &ring).await?;
+        Ok(Rewrapped { secrets: self.rewrap_secrets(store).await?, issuer_keys, db_passwords })
     }
 
     async fn rewrap_secrets(&self, store: &dyn Store) -> Result<u64, ApiError> {
@@ -297,6 +298,14 @@ impl Barrier {
             }
         }
     }
+}
+
+/// What one re-wrap moved to the active master key version, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrapped {
+    pub secrets: u64,
+    pub issuer_keys: u64,
+    pub db_passwords: u64,
 }
 
 fn open_keyring(key: &[u8; 32], cfg: &SealConfig) -> Result<Keyring, ApiError> {

@@ -121,25 +121,68 @@ fn open_with(
     connection: &str,
     sealed: &str,
 ) -> Result<Zeroizing<String>, String> {
-    let why = || {
-        format!(
-            "the stored password of database connection {connection:?} does not open with this keyring: \
-             register the connection again"
-        )
-    };
+    let why = || does_not_open(connection);
+    let env = parse_sealed(sealed).ok_or_else(why)?;
+    let plain = ring.decrypt(&PasswordSealer::context(connection), &env).map_err(|_| why())?;
+    String::from_utf8(plain.to_vec()).map(Zeroizing::new).map_err(|_| why())
+}
+
+fn does_not_open(connection: &str) -> String {
+    format!(
+        "the stored password of database connection {connection:?} does not open with this keyring: \
+         register the connection again"
+    )
+}
+
+fn parse_sealed(sealed: &str) -> Option<latch_crypto::keyring::Envelope> {
     let mut parts = sealed.split(':');
     let (Some(SEALED_PREFIX), Some(v), Some(w), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(why());
+        return None;
     };
-    let env = latch_crypto::keyring::Envelope {
-        master_version: v.parse().map_err(|_| why())?,
-        wrapped_key: latch_crypto::hex_decode(w).map_err(|_| why())?,
-        ciphertext: latch_crypto::hex_decode(c).map_err(|_| why())?,
-    };
-    let plain = ring.decrypt(&PasswordSealer::context(connection), &env).map_err(|_| why())?;
-    String::from_utf8(plain.to_vec()).map(Zeroizing::new).map_err(|_| why())
+    Some(latch_crypto::keyring::Envelope {
+        master_version: v.parse().ok()?,
+        wrapped_key: latch_crypto::hex_decode(w).ok()?,
+        ciphertext: latch_crypto::hex_decode(c).ok()?,
+    })
+}
+
+/// `sealed` with its data key wrapped by the active master key version, or
+/// `None` when it is already (the password itself is never decrypted).
+fn rewrap_with(
+    ring: &latch_crypto::keyring::Keyring,
+    connection: &str,
+    sealed: &str,
+) -> Result<Option<String>, String> {
+    let env = parse_sealed(sealed).ok_or_else(|| does_not_open(connection))?;
+    if env.master_version >= ring.active() {
+        return Ok(None);
+    }
+    let new = ring.rewrap(&PasswordSealer::context(connection), &env).map_err(|_| does_not_open(connection))?;
+    Ok(Some(format!(
+        "{SEALED_PREFIX}:{}:{}:{}",
+        new.master_version,
+        latch_crypto::hex(&new.wrapped_key),
+        latch_crypto::hex(&new.ciphertext)
+    )))
+}
+
+/// Re-wraps every connection password sealed under an older master key
+/// version; returns how many this node re-wrapped.
+pub async fn rewrap_passwords(
+    store: &dyn latch_store::Store,
+    ring: &latch_crypto::keyring::Keyring,
+) -> Result<u64, ApiError> {
+    let mut n = 0;
+    for conn in store.list_db_connections().await? {
+        if let Some(new) = rewrap_with(ring, &conn.name, &conn.sealed_password).map_err(ApiError::internal)?
+            && store.store_rewrapped_db_password(&conn.name, &conn.sealed_password, &new).await?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Server-wide state of dynamic credentials: the sealer, pooled clients per
@@ -733,6 +776,21 @@ mod tests {
         assert!(open_with(&ring, "app-db", "not-sealed").is_err());
         // Still opens after a master key rotation.
         assert!(open_with(&ring.rotated(1).unwrap(), "app-db", &sealed).is_ok());
+    }
+
+    #[test]
+    fn rewrapping_moves_a_password_to_the_active_master_key_and_keeps_it() {
+        let ring = latch_crypto::keyring::Keyring::generate(0).unwrap();
+        let sealed = seal_with(&ring, "app-db", "hunter2-but-longer").unwrap();
+        assert_eq!(rewrap_with(&ring, "app-db", &sealed).unwrap(), None, "already under the active key");
+        let rotated = ring.rotated(1).unwrap();
+        let new = rewrap_with(&rotated, "app-db", &sealed).unwrap().unwrap();
+        assert!(new.starts_with(&format!("mk:{}:", rotated.active())) && !new.contains("hunter2"), "{new}");
+        assert_eq!(open_with(&rotated, "app-db", &new).unwrap().as_str(), "hunter2-but-longer");
+        assert_eq!(rewrap_with(&rotated, "app-db", &new).unwrap(), None);
+        // Bound to its connection still: a re-wrap does not launder it to another.
+        assert!(open_with(&rotated, "other-db", &new).is_err());
+        assert!(rewrap_with(&rotated, "other-db", &sealed).is_err());
     }
 
     #[test]

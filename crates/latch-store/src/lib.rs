@@ -195,6 +195,9 @@ pub trait DbCredStore: Send + Sync + 'static {
     async fn create_db_connection(&self, c: DbConnection, audit: AuditDraft) -> Result<DbConnection>;
     async fn db_connection(&self, name: &str) -> Result<Option<DbConnection>>;
     async fn list_db_connections(&self) -> Result<Vec<DbConnection>>;
+    /// Replaces a connection's sealed password if it is still `old` (a
+    /// master-key re-wrap; another node may have done it first).
+    async fn store_rewrapped_db_password(&self, name: &str, old: &str, new: &str) -> Result<bool>;
     /// Refused ([`StoreError::Precondition`]) while a credential on it is not yet revoked.
     async fn delete_db_connection(&self, name: &str, audit: AuditDraft) -> Result<()>;
     /// Records a credential as `issuing`, before its role exists, refusing if

@@ -407,6 +407,23 @@ fn a_lease_shorter_than_its_grant_is_dropped_when_it_ends() {
 }
 
 #[test]
+fn rotating_the_master_key_rewraps_the_connection_password_and_credentials_still_issue() {
+    let x = Setup::start();
+    let sealed_version =
+        || x.s.sql("SELECT sealed_password FROM db_connections")[0].split(':').nth(1).unwrap().to_string();
+    assert_eq!(sealed_version(), "1");
+    x.s.cli(&["operator", "rotate-master"]).ok();
+    eventually("the re-wrap to finish", || {
+        x.s.audit("seal.rewrap").first().is_some_and(|e| e["details"]["db_passwords"] == 1)
+    });
+    assert_eq!(sealed_version(), "2");
+    let grant = x.grant(&x.alice, "app-db", "1h");
+    let v = x.creds(&grant, &[]);
+    let (user, password) = (v["username"].as_str().unwrap(), v["password"].as_str().unwrap());
+    assert_eq!(psql_as(&x.t.db, user, password, "SELECT 1").unwrap(), ["1"]);
+}
+
+#[test]
 fn a_failed_drop_is_retried_visible_until_it_succeeds() {
     let x = Setup::start();
     let (s, t) = (&x.s, &x.t);

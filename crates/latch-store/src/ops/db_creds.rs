@@ -138,6 +138,18 @@ impl DbCredStore for SqlStore {
         .await
     }
 
+    async fn store_rewrapped_db_password(&self, name: &str, old: &str, new: &str) -> Result<bool> {
+        let (name, old, new) = (name.to_string(), old.to_string(), new.to_string());
+        self.write(move |ctx| {
+            let n = ctx.exec(
+                "UPDATE db_connections SET sealed_password = ?2 WHERE name = ?1 AND sealed_password = ?3",
+                args![name, new, old],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn list_db_connections(&self) -> Result<Vec<DbConnection>> {
         self.scan(|c| {
             map_rows(c, &format!("SELECT {CONN_COLS} FROM db_connections ORDER BY name"), args![], conn_from_row)

@@ -208,8 +208,12 @@ pub async fn rotate(State(st): State<AppState>, ctx: Ctx, caller: MaybeCaller) -
     let ev = ctx.audit("system", "seal.rewrap", "system:seal");
     tokio::spawn(async move {
         match bg.barrier.rewrap(bg.store.as_ref()).await {
-            Ok((n, issuer_keys)) => {
-                let ev = ev.detail("version", version).detail("rewrapped", n).detail("issuer_keys", issuer_keys);
+            Ok(r) => {
+                let ev = ev
+                    .detail("version", version)
+                    .detail("rewrapped", r.secrets)
+                    .detail("issuer_keys", r.issuer_keys)
+                    .detail("db_passwords", r.db_passwords);
                 if let Err(e) = bg.store.append_audit(ev).await {
                     tracing::error!(error = %e, "cannot audit the end of a master key re-wrap");
                 }
