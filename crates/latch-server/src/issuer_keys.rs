@@ -132,7 +132,13 @@ impl Issuers {
 #[derive(Default)]
 pub struct IssuerKeyring {
     current: RwLock<Arc<Issuers>>,
+    /// When a token with an unknown kid last made this node look again.
+    last_miss: std::sync::Mutex<Option<Instant>>,
 }
+
+/// The shortest time between two look-ups for unknown kids: tokens naming
+/// made-up kids cost the database one read per interval, not one each.
+const MISS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl IssuerKeyring {
     pub fn get(&self) -> Arc<Issuers> {
@@ -165,6 +171,27 @@ impl IssuerKeyring {
         }
         self.set(build(store, ring.as_deref(), data_dir).await?);
         Ok(())
+    }
+
+    /// A token names a kid this node does not know: another node may have
+    /// rotated the token key a moment ago, before [`Self::follow`]'s next
+    /// round here. Looks again, at most once per [`MISS_INTERVAL`]; true when
+    /// it did.
+    pub async fn follow_unknown_kid(
+        &self,
+        store: &Arc<dyn Store>,
+        barrier: &Barrier,
+        data_dir: &Path,
+    ) -> Result<bool, ApiError> {
+        {
+            let mut last = self.last_miss.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < MISS_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        self.follow(store, barrier, data_dir).await?;
+        Ok(true)
     }
 
     /// Reloads if the stored keys or this node's seal changed since the last

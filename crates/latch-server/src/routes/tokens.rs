@@ -209,7 +209,13 @@ fn introspect_token(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
 
 /// Full validation of a latch token at the server's current time.
 async fn check(st: &AppState, token: &str) -> ApiResult<Result<Value, &'static str>> {
-    let keys = st.issuers();
+    let mut keys = st.issuers();
+    if let Ok(kid) = jwt::peek_kid(token)
+        && keys.find(&kid).is_none()
+        && st.issuer_keys.follow_unknown_kid(&st.store, &st.barrier, &st.data_dir).await?
+    {
+        keys = st.issuers();
+    }
     let claims = match st.verified.get(token, |kid| keys.find(kid).is_some()) {
         Some(c) => c,
         None => match (jwt::verify(token, |kid| keys.find(kid)), jwt::peek_kid(token)) {
