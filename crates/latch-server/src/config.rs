@@ -20,6 +20,8 @@
 //! max_failures_per_source = 20
 //! failure_window = "5m"
 //! exchange_session_ttl = "15m" # sessions from token exchange (POST /v1/auth/exchange)
+//! max_exchange_refusals_per_source = 30   # refused exchanges per failure_window, then 429
+//! max_oidc_starts_per_source = 30         # anonymous OIDC sign-in starts per failure_window, then 429
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
@@ -248,6 +250,8 @@ struct RawAuth {
     max_failures_per_source: Option<usize>,
     failure_window: Option<String>,
     exchange_session_ttl: Option<String>,
+    max_exchange_refusals_per_source: Option<usize>,
+    max_oidc_starts_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,6 +392,24 @@ impl Config {
                 )
                 .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
+            },
+            exchange_refusals_per_source: Limit {
+                max_failures: positive(
+                    "[auth] max_exchange_refusals_per_source",
+                    raw.auth.max_exchange_refusals_per_source,
+                    d.exchange_refusals_per_source.max_failures,
+                )
+                .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.exchange_refusals_per_source.window)?,
+            },
+            oidc_starts_per_source: Limit {
+                max_failures: positive(
+                    "[auth] max_oidc_starts_per_source",
+                    raw.auth.max_oidc_starts_per_source,
+                    d.oidc_starts_per_source.max_failures,
+                )
+                .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.oidc_starts_per_source.window)?,
             },
             exchange_session_ttl: dur(
                 "[auth] exchange_session_ttl",

@@ -21,6 +21,10 @@ pub struct AuthSettings {
     pub per_source: Limit,
     /// Lifetime of a session from token exchange (workload identity).
     pub exchange_session_ttl: Duration,
+    /// Refused token exchanges per source address (not login lockouts).
+    pub exchange_refusals_per_source: Limit,
+    /// Anonymous OIDC sign-in starts (each stores a pending row) per source.
+    pub oidc_starts_per_source: Limit,
 }
 
 impl Default for AuthSettings {
@@ -31,6 +35,8 @@ impl Default for AuthSettings {
             per_identity: Limit { max_failures: 5, window: Duration::from_secs(300) },
             per_source: Limit { max_failures: 20, window: Duration::from_secs(300) },
             exchange_session_ttl: Duration::from_secs(15 * 60),
+            exchange_refusals_per_source: Limit { max_failures: 30, window: Duration::from_secs(300) },
+            oidc_starts_per_source: Limit { max_failures: 30, window: Duration::from_secs(300) },
         }
     }
 }
