@@ -655,3 +655,28 @@ fn evaluate_request_combines_role_file_and_policies() {
         "{out:?}"
     );
 }
+
+#[test]
+fn the_providers_acr_and_amr_reach_the_context() {
+    let b = load(&[
+        ("roles/web.toml", ROLE_B),
+        (
+            "policies/p.cedar",
+            r#"@id("strong-sign-in")
+permit (principal, action == Action::"request", resource)
+when { context.acr == "urn:example:loa2" || context.amr.contains("hwk") };
+"#,
+        ),
+    ]);
+    let alice = PrincipalInfo::user("alice", &[]);
+    let mut c = ctx(600, false);
+    assert!(!b.decide(Action::Request, &alice, "web", &c).allowed, "no acr: \"\", no amr: empty");
+    c.acr = "urn:example:loa1".into();
+    assert!(!b.decide(Action::Request, &alice, "web", &c).allowed);
+    c.acr = "urn:example:loa2".into();
+    let d = b.decide(Action::Request, &alice, "web", &c);
+    assert!(d.allowed && d.errors.is_empty(), "{d:?}");
+    c.acr = String::new();
+    c.amr = vec!["pwd".into(), "hwk".into()];
+    assert!(b.decide(Action::Request, &alice, "web", &c).allowed);
+}

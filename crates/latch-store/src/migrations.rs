@@ -18,9 +18,10 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "oidc_login", sql: include_str!("../migrations/0007_oidc_login.sql") },
     Migration { version: 8, name: "secrets", sql: include_str!("../migrations/0008_secrets.sql") },
     Migration { version: 9, name: "db_creds", sql: include_str!("../migrations/0009_db_creds.sql") },
+    Migration { version: 10, name: "session_acr", sql: include_str!("../migrations/0010_session_acr.sql") },
 ];
 
-pub const LATEST: i64 = 9;
+pub const LATEST: i64 = 10;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

@@ -100,7 +100,20 @@ mfa = true
 audiences = ["https://db.internal"]
 "#;
 
-const POLICIES: &str = r#"@id("dbas-request")
+const REPORTS: &str = r#"name = "reports"
+description = "Read the finance reports"
+max_duration = "1h"
+default_duration = "15m"
+[approval]
+required = 1
+approvers = ["group:leads"]
+"#;
+
+const POLICIES: &str = r#"@id("eng-reports-after-a-strong-sign-in")
+permit(principal in Group::"eng", action == Action::"request", resource == Role::"reports")
+when { context.acr == "urn:latch:test:loa2" && context.amr.contains("pwd") };
+
+@id("dbas-request")
 permit(principal in Group::"dbas", action == Action::"request", resource);
 
 @id("dbas-activate-with-mfa")
@@ -125,6 +138,7 @@ issuer = "{}"
 client_id = "latch"
 client_secret_file = "secret"
 scopes = ["openid", "profile", "groups"]
+mfa_acr = ["urn:latch:test:loa2"]
 [oidc.groups]
 "engineering" = "eng"
 "database-admins" = "dbas"
@@ -141,6 +155,7 @@ scopes = ["openid", "profile", "groups"]
     std::fs::create_dir_all(dir.join("roles")).unwrap();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("roles/prod-db.toml"), ROLE).unwrap();
+    std::fs::write(dir.join("roles/reports.toml"), REPORTS).unwrap();
     std::fs::write(dir.join("policies/main.cedar"), POLICIES).unwrap();
     s.cli(&["apply", dir.to_str().unwrap()]).ok();
     (tmp, s)
@@ -362,4 +377,28 @@ fn without_a_device_grant_the_cli_falls_back_to_the_browser_redirect() {
     let out = s.cli(&["login", "--oidc", "corp", "--device"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("offers no device authorization grant"), "{}", out.stderr);
+}
+
+#[test]
+fn the_providers_acr_reaches_policy_and_can_count_as_mfa() {
+    let (_tmp, s, p) = setup(&json!({ "alice": { "groups": ["engineering"] } }));
+    let req = json!({ "role": "reports", "duration": "15m", "reason": "quarterly close" });
+
+    // The provider asserts loa2 (a password only, by amr): a policy asking for it permits;
+    // mfa_acr makes that acr count as MFA.
+    let v = sign_in(&s, &p, "alice@urn:latch:test:loa2", false).ok().json();
+    assert_eq!(v["mfa"], true, "{v}");
+    let d = &last_login(&s)["details"];
+    assert_eq!((d["acr"].as_str(), &d["amr"]), (Some("urn:latch:test:loa2"), &json!(["pwd"])), "{d}");
+    let (status, r) = s.http("POST", "/v1/requests", Some(v["token"].as_str().unwrap()), Some(&req));
+    assert_eq!(status, 201, "{r}");
+
+    // Another acr, or none: the same user, the same policy, forbidden; no MFA either.
+    for login in ["alice@urn:latch:test:loa1", "alice"] {
+        let v = sign_in(&s, &p, login, false).ok().json();
+        assert_eq!(v["mfa"], false, "{login}: {v}");
+        let (status, r) = s.http("POST", "/v1/requests", Some(v["token"].as_str().unwrap()), Some(&req));
+        assert_eq!(status, 403, "{login}: {r}");
+    }
+    assert!(last_login(&s)["details"]["acr"].is_null());
 }

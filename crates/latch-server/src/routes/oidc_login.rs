@@ -386,7 +386,11 @@ async fn check_id_token(
         subject,
         username,
         idp_groups: strings(claims.get(&p.groups_claim)),
-        amr: strings(claims.get("amr")),
+        // Kept space-separated with the session: only RFC 8176-like tokens.
+        amr: strings(claims.get("amr"))
+            .into_iter()
+            .filter(|a| !a.is_empty() && a.len() <= 64 && a.bytes().all(|b| b.is_ascii_graphic()))
+            .collect(),
         acr: claims.get("acr").and_then(Value::as_str).map(shown),
     })
 }
@@ -449,7 +453,7 @@ pub(crate) async fn finish(
 /// Provisions or finds the user, syncs the mapped groups and opens a session.
 async fn open_session(st: &AppState, ctx: &Ctx, p: &OidcProvider, who: Identity) -> ApiResult<LoginResponse> {
     let now = st.clock.now();
-    let mfa = who.amr.iter().any(|a| p.mfa_amr.contains(a));
+    let mfa = who.amr.iter().any(|a| p.mfa_amr.contains(a)) || who.acr.as_ref().is_some_and(|a| p.mfa_acr.contains(a));
     let mut member_of: Vec<String> = who.idp_groups.iter().filter_map(|g| p.groups.get(g)).cloned().collect();
     member_of.sort();
     member_of.dedup();
@@ -470,6 +474,8 @@ async fn open_session(st: &AppState, ctx: &Ctx, p: &OidcProvider, who: Identity)
         username: who.username.clone(),
         member_of,
         managed: p.managed_groups(),
+        acr: who.acr.clone().unwrap_or_default(),
+        amr: who.amr.clone(),
     };
     let (ctx2, provider_name, subject, amr, acr, session_id) =
         (ctx.clone(), p.name.clone(), who.subject.clone(), who.amr.clone(), who.acr.clone(), session.id.clone());
