@@ -314,7 +314,7 @@ fn cedar_validation_error_reports_file_and_line() {
     let e = &errs[0];
     assert_eq!((e.file.as_str(), e.line), ("policies/v.cedar", Some(7)), "{e}");
     assert_eq!(e.column, Some(3), "{e}");
-    assert_eq!(e.message, "for policy `uses-foo`, attribute `foo` in context not found (help: did you mean `hour`?)");
+    assert_eq!(e.message, "for policy `uses-foo`, attribute `foo` in context not found (help: did you mean `acr`?)");
 
     // unknown entity type, attribute of the wrong type, unknown action
     let errs = errors(&[
