@@ -402,3 +402,42 @@ fn the_providers_acr_reaches_policy_and_can_count_as_mfa() {
     }
     assert!(last_login(&s)["details"]["acr"].is_null());
 }
+
+#[test]
+fn anonymous_sign_in_starts_are_throttled_per_source() {
+    let (_tmp, s, _p) = setup(&json!({}));
+    let start = json!({ "redirect_uri": "http://127.0.0.1:9/callback" });
+    for i in 0..30 {
+        let (status, v) = s.http("POST", "/v1/auth/oidc/corp/start", None, Some(&start));
+        assert_eq!(status, 200, "{i}: {v}");
+    }
+    let starts = s.audit("auth.oidc_start");
+    assert_eq!(starts.len(), 30, "every start is audited");
+    assert!(starts.iter().all(|e| e["outcome"] == "success" && e["target"] == "oidc:corp"));
+
+    // The 31st within failure_window: 429, saying when to retry; no row stored.
+    let pending = |s: &Server| s.sql("SELECT COUNT(*) FROM oidc_logins")[0].clone();
+    let before = pending(&s);
+    let body = start.to_string();
+    let json = [("Content-Type", "application/json")];
+    let (status, headers, text) = s.http_raw("POST", "/v1/auth/oidc/corp/start", None, Some(&body), &json);
+    assert_eq!(status, 429, "{text}");
+    let retry: u64 = headers.iter().find(|(k, _)| k == "retry-after").unwrap().1.parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let said = format!("too many OIDC sign-ins started from this address: try again in {retry} s");
+    assert!(text.contains(&said), "{text}");
+    assert_eq!(pending(&s), before);
+    let ev = s.audit("auth.oidc_start").last().cloned().unwrap();
+    assert_eq!((ev["outcome"].as_str(), ev["details"]["reason"].as_str()), (Some("denied"), Some("rate_limited")));
+    // The device grant and the dashboard count against the same budget.
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/device", None, Some(&json!({})));
+    assert_eq!(status, 429, "{v}");
+    let (status, headers, html) = s.http_raw("GET", "/ui/oidc/corp/start", None, None, &[]);
+    assert_eq!(status, 429, "{html}");
+    assert!(html.contains("too many OIDC sign-ins started") && headers.iter().any(|(k, _)| k == "retry-after"));
+
+    // Once the window has passed, starts are accepted again.
+    s.advance("5m");
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/start", None, Some(&start));
+    assert_eq!(status, 200, "{v}");
+}

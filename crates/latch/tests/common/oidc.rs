@@ -157,12 +157,17 @@ impl Provider {
 
     /// A JWT access token the provider issues to client `ci` (audience `latch`) by client_credentials.
     pub fn ci_token(&self) -> String {
+        self.ci_token_for("https://latch.test")
+    }
+
+    /// [`Provider::ci_token`] for another resource (`https://elsewhere.test`: audience `elsewhere`).
+    pub fn ci_token_for(&self, resource: &str) -> String {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(true).build().into();
         let basic = data_encoding::BASE64.encode(format!("ci:{SECRET}").as_bytes());
         let v: Value = agent
             .post(&format!("{}/token", self.issuer))
             .header("Authorization", format!("Basic {basic}"))
-            .send_form([("grant_type", "client_credentials"), ("scope", "deploy")])
+            .send_form([("grant_type", "client_credentials"), ("scope", "deploy"), ("resource", resource)])
             .unwrap()
             .body_mut()
             .read_json()

@@ -8,7 +8,8 @@
 //
 // The device authorization grant (features.deviceFlow) is on unless
 // DEVICE_FLOW=0. A second client, `ci` (same secret), gets JWT access tokens
-// for audience `latch` by client_credentials: tokens the test can tamper with.
+// for audience `latch` by client_credentials (`elsewhere` with
+// resource=https://elsewhere.test): tokens the test can tamper with.
 // `POST /test/rotate` replaces the signing key (new kid, the old one withdrawn),
 // as a provider rotating its keys would; it answers {"kid": …}.
 //
@@ -70,7 +71,13 @@ function newProvider() {
         enabled: true,
         defaultResource: (ctx, client) => (client?.clientId === 'ci' ? 'https://latch.test' : undefined),
         useGrantedResource: () => true,
-        getResourceServerInfo: () => ({ scope: 'deploy', audience: 'latch', accessTokenFormat: 'jwt', accessTokenTTL: 600 }),
+        // Audience `latch`, or `elsewhere` for resource https://elsewhere.test.
+        getResourceServerInfo: (ctx, resource) => ({
+          scope: 'deploy',
+          audience: resource === 'https://elsewhere.test' ? 'elsewhere' : 'latch',
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: 600,
+        }),
       },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
