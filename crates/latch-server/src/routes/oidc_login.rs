@@ -262,11 +262,12 @@ fn oauth_error(answer: &Value) -> (String, String) {
 }
 
 /// The `id_token` of a token endpoint's answer.
-fn id_token_of(answer: &Value) -> Result<&str, Refusal> {
-    answer
-        .get("id_token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Refusal::new("id_token", "the provider's answer has no id_token: is the openid scope granted?"))
+fn id_token_of(answer: &Value) -> Option<&str> {
+    answer.get("id_token").and_then(Value::as_str)
+}
+
+fn no_id_token() -> Refusal {
+    Refusal::new("id_token", "the provider's answer has no id_token: is the openid scope granted?")
 }
 
 /// Redeems an authorization code (with the PKCE verifier) and checks the ID token.
@@ -291,7 +292,8 @@ async fn redeem(
             format!("the provider did not redeem the code (HTTP {status}): {error} {description}"),
         ));
     }
-    check_id_token(st, p, id_token_of(&answer)?, Nonce::Required(&pending.nonce), now).await
+    let id_token = id_token_of(&answer).ok_or_else(no_id_token)?;
+    check_id_token(st, p, id_token, Nonce::Required(&pending.nonce), now).await
 }
 
 /// The nonce an ID token must carry.
@@ -661,8 +663,8 @@ pub async fn device_poll(
     };
     if status == 200 {
         let checked = match id_token_of(&answer) {
-            Ok(id_token) => check_id_token(&st, &p, id_token, Nonce::IfPresent(&pending.nonce), now).await,
-            Err(r) => Err(r),
+            Some(id_token) => check_id_token(&st, &p, id_token, Nonce::IfPresent(&pending.nonce), now).await,
+            None => Err(no_id_token()),
         };
         let who = match checked {
             Ok(who) => who,
