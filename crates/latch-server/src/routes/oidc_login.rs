@@ -15,10 +15,10 @@
 //!    second factor was used, and answers a session like password login.
 //!
 //! The dashboard runs the same flow (`crate::ui`: its own callback, the
-//! state pinned to the browser) through [`begin`] and [`finish`]. Where the
+//! state pinned to the browser) through `begin` and `finish`. Where the
 //! provider offers it, the CLI uses the device authorization grant instead
 //! (RFC 8628: `POST …/device`, then `POST …/device/poll` until the user
-//! approved at the provider). Every ID token passes [`check_id_token`].
+//! approved at the provider). Every ID token passes `check_id_token`.
 //! Starts are anonymous and store a row, so they are counted per source.
 //!
 //! Every refusal names its check and is audited (`auth.login`, method `oidc`).
