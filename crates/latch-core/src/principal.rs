@@ -43,6 +43,10 @@ pub struct Principal {
     /// Whether the session behind this request was established with a second factor.
     pub mfa: bool,
     pub session_id: String,
+    /// The `acr` an OpenID Connect provider asserted at sign-in ("" otherwise).
+    pub acr: String,
+    /// The `amr` values it asserted (empty otherwise).
+    pub amr: Vec<String>,
 }
 
 impl Principal {

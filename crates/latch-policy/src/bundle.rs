@@ -557,6 +557,11 @@ impl Bundle {
         };
         let context = Context::from_pairs([
             ("mfa".to_string(), RestrictedExpression::new_bool(ctx.mfa)),
+            ("acr".to_string(), RestrictedExpression::new_string(ctx.acr.clone())),
+            (
+                "amr".to_string(),
+                RestrictedExpression::new_set(ctx.amr.iter().cloned().map(RestrictedExpression::new_string)),
+            ),
             ("duration_secs".to_string(), RestrictedExpression::new_long(ctx.duration_secs)),
             ("hour".to_string(), RestrictedExpression::new_long(ctx.hour)),
             ("weekday".to_string(), RestrictedExpression::new_string(ctx.weekday.clone())),

@@ -314,7 +314,7 @@ fn cedar_validation_error_reports_file_and_line() {
     let e = &errs[0];
     assert_eq!((e.file.as_str(), e.line), ("policies/v.cedar", Some(7)), "{e}");
     assert_eq!(e.column, Some(3), "{e}");
-    assert_eq!(e.message, "for policy `uses-foo`, attribute `foo` in context not found (help: did you mean `hour`?)");
+    assert_eq!(e.message, "for policy `uses-foo`, attribute `foo` in context not found (help: did you mean `acr`?)");
 
     // unknown entity type, attribute of the wrong type, unknown action
     let errs = errors(&[
@@ -654,4 +654,29 @@ fn evaluate_request_combines_role_file_and_policies() {
         matches!(&out, RequestOutcome::Denied { reasons, .. } if reasons[0].contains("no approval step")),
         "{out:?}"
     );
+}
+
+#[test]
+fn the_providers_acr_and_amr_reach_the_context() {
+    let b = load(&[
+        ("roles/web.toml", ROLE_B),
+        (
+            "policies/p.cedar",
+            r#"@id("strong-sign-in")
+permit (principal, action == Action::"request", resource)
+when { context.acr == "urn:example:loa2" || context.amr.contains("hwk") };
+"#,
+        ),
+    ]);
+    let alice = PrincipalInfo::user("alice", &[]);
+    let mut c = ctx(600, false);
+    assert!(!b.decide(Action::Request, &alice, "web", &c).allowed, "no acr: \"\", no amr: empty");
+    c.acr = "urn:example:loa1".into();
+    assert!(!b.decide(Action::Request, &alice, "web", &c).allowed);
+    c.acr = "urn:example:loa2".into();
+    let d = b.decide(Action::Request, &alice, "web", &c);
+    assert!(d.allowed && d.errors.is_empty(), "{d:?}");
+    c.acr = String::new();
+    c.amr = vec!["pwd".into(), "hwk".into()];
+    assert!(b.decide(Action::Request, &alice, "web", &c).allowed);
 }

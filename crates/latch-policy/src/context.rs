@@ -77,6 +77,13 @@ impl PrincipalInfo {
 pub struct DecisionContext {
     /// The caller's session was established with MFA.
     pub mfa: bool,
+    /// The `acr` the OpenID Connect provider asserted when the session was
+    /// opened; empty for other sessions or when the provider sent none.
+    #[serde(default)]
+    pub acr: String,
+    /// The `amr` values it asserted (RFC 8176: "pwd", "otp", "hwk"…).
+    #[serde(default)]
+    pub amr: Vec<String>,
     /// Requested grant duration in seconds.
     pub duration_secs: i64,
     /// Hour of day 0–23, UTC.
@@ -101,6 +108,8 @@ impl DecisionContext {
     pub fn at(unix_ms: i64) -> Self {
         let mut c = DecisionContext {
             mfa: false,
+            acr: String::new(),
+            amr: Vec::new(),
             duration_secs: 0,
             hour: 0,
             weekday: String::new(),

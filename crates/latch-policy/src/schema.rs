@@ -35,6 +35,8 @@ action request, approve, activate, breakglass appliesTo {
   resource: [Role],
   context: {
     mfa: Bool,            // the caller's session used MFA
+    acr: String,          // the OIDC provider's acr for the session's sign-in, "" when none
+    amr: Set<String>,     // its amr values ("pwd", "otp", "hwk"...), empty when none
     duration_secs: Long,  // requested grant duration
     hour: Long,           // 0-23, UTC
     weekday: String,      // "mon" .. "sun", UTC

@@ -21,6 +21,8 @@
 //! failure_window = "5m"
 //! exchange_session_ttl = "15m" # sessions from token exchange (POST /v1/auth/exchange)
 //! sp_secret_lifetime = "never"  # service-principal secrets expire after this (e.g. "90d"), unless the principal sets its own
+//! max_exchange_refusals_per_source = 30   # refused exchanges per failure_window, then 429
+//! max_oidc_starts_per_source = 30         # anonymous OIDC sign-in starts per failure_window, then 429
 //!
 //! [audit]
 //! checkpoint_interval = "1m"
@@ -252,6 +254,8 @@ struct RawAuth {
     failure_window: Option<String>,
     exchange_session_ttl: Option<String>,
     sp_secret_lifetime: Option<String>,
+    max_exchange_refusals_per_source: Option<usize>,
+    max_oidc_starts_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -392,6 +396,24 @@ impl Config {
                 )
                 .map_err(invalid)?,
                 window: dur("[auth] failure_window", &raw.auth.failure_window, d.per_source.window)?,
+            },
+            exchange_refusals_per_source: Limit {
+                max_failures: positive(
+                    "[auth] max_exchange_refusals_per_source",
+                    raw.auth.max_exchange_refusals_per_source,
+                    d.exchange_refusals_per_source.max_failures,
+                )
+                .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.exchange_refusals_per_source.window)?,
+            },
+            oidc_starts_per_source: Limit {
+                max_failures: positive(
+                    "[auth] max_oidc_starts_per_source",
+                    raw.auth.max_oidc_starts_per_source,
+                    d.oidc_starts_per_source.max_failures,
+                )
+                .map_err(invalid)?,
+                window: dur("[auth] failure_window", &raw.auth.failure_window, d.oidc_starts_per_source.window)?,
             },
             exchange_session_ttl: dur(
                 "[auth] exchange_session_ttl",

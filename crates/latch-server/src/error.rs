@@ -33,8 +33,9 @@ pub enum ApiError {
     PayloadTooLarge { message: String },
     #[error("{message}")]
     UnsupportedMediaType { message: String },
-    #[error("too many failed attempts: try again in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    /// `what` was done too often from here (the answer carries Retry-After).
+    #[error("{what}: try again in {retry_after_secs} s")]
+    RateLimited { what: &'static str, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -129,7 +130,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = (status, Json(ErrorBody { error: ErrorDetail { code: self.code(), message } })).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self
+        if let ApiError::RateLimited { retry_after_secs, .. } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

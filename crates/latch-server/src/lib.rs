@@ -86,6 +86,8 @@ pub fn api(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(oidc_login::providers))
         .routes(routes!(oidc_login::start))
         .routes(routes!(oidc_login::callback))
+        .routes(routes!(oidc_login::device_start))
+        .routes(routes!(oidc_login::device_poll))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
         .routes(routes!(auth::mfa_enroll))

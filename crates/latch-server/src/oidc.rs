@@ -167,6 +167,8 @@ pub struct Discovery {
     /// For people's sign-in (authorization code flow); absent for a CI issuer.
     pub authorization_endpoint: Option<String>,
     pub token_endpoint: Option<String>,
+    /// RFC 8628: present when the provider offers the device grant.
+    pub device_authorization_endpoint: Option<String>,
 }
 
 #[derive(Default)]
@@ -311,6 +313,7 @@ fn discover(fetch: &dyn Fetch, issuer: &str) -> Result<Discovery, String> {
         jwks_uri,
         authorization_endpoint: endpoint("authorization_endpoint")?,
         token_endpoint: endpoint("token_endpoint")?,
+        device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
     })
 }
 

@@ -11,6 +11,7 @@
 //! username_claim = "preferred_username"           # default; must be a valid latch name
 //! groups_claim = "groups"                         # default
 //! mfa_amr = ["mfa", "otp", "hwk", "swk", "sms"]   # an amr with any of these: the session has MFA
+//! mfa_acr = ["urn:example:loa:2"]                 # an acr among these: MFA too (default: none)
 //! [oidc.groups]                                   # IdP group = latch group; other IdP groups are ignored
 //! "corp-admins" = "admins"
 //! "engineering" = "eng"
@@ -38,6 +39,8 @@ pub struct RawProvider {
     groups_claim: Option<String>,
     mfa_amr: Option<Vec<String>>,
     #[serde(default)]
+    mfa_acr: Vec<String>,
+    #[serde(default)]
     groups: BTreeMap<String, String>,
 }
 
@@ -54,6 +57,8 @@ pub struct OidcProvider {
     /// IdP group → latch group.
     pub groups: BTreeMap<String, String>,
     pub mfa_amr: Vec<String>,
+    /// `acr` values that mean a second factor was used.
+    pub mfa_acr: Vec<String>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -127,10 +132,14 @@ pub fn validate(raw: Vec<RawProvider>, base: &Path) -> Result<Vec<OidcProvider>,
             }
             Ok(c)
         };
+        if let Some(bad) = r.mfa_acr.iter().find(|a| a.is_empty() || a.len() > 256 || a.chars().any(char::is_control)) {
+            return Err(at(format!("mfa_acr value {bad:?} is not valid")));
+        }
         out.push(OidcProvider {
             username_claim: claim(r.username_claim.clone(), "preferred_username")?,
             groups_claim: claim(r.groups_claim.clone(), "groups")?,
             mfa_amr: r.mfa_amr.clone().unwrap_or_else(|| DEFAULT_MFA_AMR.iter().map(|s| s.to_string()).collect()),
+            mfa_acr: r.mfa_acr.clone(),
             name: r.name,
             issuer: r.issuer,
             client_id: r.client_id,
@@ -201,6 +210,10 @@ client_id = "latch"
             "client_secret_file /nonexistent/nope",
         );
         bad("[[oidc]]\nname = \"c\"\nissuer = \"https://l.example\"\nclient_id = \"x\"\nbogus = 1\n", "unknown field");
+        bad(
+            "[[oidc]]\nname = \"c\"\nissuer = \"https://l.example\"\nclient_id = \"x\"\nmfa_acr = [\"\"]\n",
+            "mfa_acr value",
+        );
         let twice = "[[oidc]]\nname = \"c\"\nissuer = \"https://l.example\"\nclient_id = \"x\"\n";
         bad(&format!("{twice}{twice}"), "used twice");
     }

@@ -21,6 +21,10 @@ pub struct AuthSettings {
     pub exchange_session_ttl: Duration,
     /// Lifetime of a service principal's secret unless it sets its own; `None`: never expires.
     pub sp_secret_lifetime: Option<Duration>,
+    /// Refused token exchanges per source address (not login lockouts).
+    pub exchange_refusals_per_source: Limit,
+    /// Anonymous OIDC sign-in starts (each stores a pending row) per source.
+    pub oidc_starts_per_source: Limit,
 }
 
 impl Default for AuthSettings {
@@ -32,6 +36,8 @@ impl Default for AuthSettings {
             per_source: Limit { max_failures: 20, window: Duration::from_secs(300) },
             exchange_session_ttl: Duration::from_secs(15 * 60),
             sp_secret_lifetime: None,
+            exchange_refusals_per_source: Limit { max_failures: 30, window: Duration::from_secs(300) },
+            oidc_starts_per_source: Limit { max_failures: 30, window: Duration::from_secs(300) },
         }
     }
 }

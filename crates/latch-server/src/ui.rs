@@ -29,7 +29,8 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, Caller, Ctx};
-use crate::routes::{auth, jit};
+use crate::routes::oidc_login::{self, Refusal, refuse};
+use crate::routes::{auth, exchange, jit};
 use crate::state::AppState;
 
 const COOKIE_NAME: &str = "latch_session";
@@ -43,6 +44,8 @@ pub fn router() -> axum::Router<AppState> {
         .route("/ui", get(|| async { redirect("/ui/oncall") }))
         .route("/ui/style.css", get(style))
         .route("/ui/login", get(login_page).post(login))
+        .route("/ui/oidc/{provider}/start", get(oidc_start))
+        .route("/ui/oidc/{provider}/callback", get(oidc_callback))
         .route("/ui/logout", post(logout))
         .route("/ui/executive", get(executive))
         .route("/ui/oncall", get(oncall))
@@ -167,16 +170,17 @@ pub struct Flash {
     q: Option<String>,
 }
 
-async fn login_page(Query(f): Query<Flash>) -> Response {
+async fn login_page(State(st): State<AppState>, Query(f): Query<Flash>) -> Response {
     let nonce = latch_crypto::random_bytes(16).map(|b| latch_crypto::hex(&b)).unwrap_or_default();
     let msg = f.done.map(|d| format!("<p class=\"error\">{}</p>", esc(&d))).unwrap_or_default();
+    let providers = oidc_links(&st);
     let body = format!(
         "{msg}<form method=\"post\" action=\"/ui/login\" class=\"login\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{nonce}\">\
          <label>User <input name=\"user\" autocomplete=\"username\" required></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
          <label>TOTP code <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"one-time-code\"></label>\
-         <button>Sign in</button></form>"
+         <button>Sign in</button></form>{providers}"
     );
     let mut r = page(StatusCode::OK, layout("Sign in", None, "", &body));
     let c = format!("{LOGIN_CSRF}={nonce}; HttpOnly; SameSite=Strict; Path=/ui/login");
@@ -209,14 +213,170 @@ async fn login(State(st): State<AppState>, ctx: Ctx, headers: HeaderMap, Form(f)
     match auth::login(State(st.clone()), ctx, ApiJson(req)).await {
         Ok(resp) => {
             let mut r = redirect("/ui/oncall");
-            let secure = if st.issuer.starts_with("https://") { "; Secure" } else { "" };
-            let c = format!("{COOKIE_NAME}={}; HttpOnly; SameSite=Strict; Path=/ui{secure}", resp.0.token);
-            if let Ok(v) = HeaderValue::from_str(&c) {
-                r.headers_mut().append(SET_COOKIE, v);
-            }
+            set_session_cookie(&st, &mut r, &resp.0.token);
             r
         }
         Err(e) => redirect(&format!("/ui/login?done={}", url_escape(&e.to_string()))),
+    }
+}
+
+fn secure_attr(st: &AppState) -> &'static str {
+    if st.issuer.starts_with("https://") { "; Secure" } else { "" }
+}
+
+fn set_session_cookie(st: &AppState, r: &mut Response, token: &str) {
+    let c = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/ui{}", secure_attr(st));
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+}
+
+// --- Sign-in through an OpenID Connect provider (authorization code + PKCE) ---
+//
+// The provider sends the browser back to /ui/oidc/{provider}/callback, which
+// finishes exactly like the API callback (`oidc_login::finish`: the same
+// state, PKCE and ID-token checks, provisioning and audit). The sign-in is
+// pinned to the browser that started it: the state is a hash of a secret
+// kept in an HttpOnly cookie of that browser, so a callback URL (code and
+// state) replayed in another browser is refused before the code is redeemed.
+// That cookie is SameSite=Lax: the provider's redirect is a cross-site
+// top-level navigation, on which a Strict cookie would not be sent.
+
+const OIDC_BINDING: &str = "latch_oidc";
+
+/// The state of a dashboard sign-in bound to `binding` (the cookie's secret).
+fn oidc_state_for(binding: &str) -> String {
+    latch_crypto::hex(&latch_crypto::sha256(format!("latch-ui-oidc-state\0{binding}").as_bytes()))
+}
+
+fn oidc_links(st: &AppState) -> String {
+    if st.oidc_providers.is_empty() {
+        return String::new();
+    }
+    let links: String = st
+        .oidc_providers
+        .iter()
+        .map(|p| format!("<a class=\"button\" href=\"/ui/oidc/{n}/start\">Sign in with {n}</a> ", n = esc(&p.name)))
+        .collect();
+    format!("<p class=\"oidc\">Or: {links}</p>")
+}
+
+fn binding_cookie(st: &AppState, provider: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let c = format!(
+        "{OIDC_BINDING}={value}; HttpOnly; SameSite=Lax; Path=/ui/oidc/{provider}/callback; Max-Age={max_age}{}",
+        secure_attr(st)
+    );
+    HeaderValue::from_str(&c).ok()
+}
+
+async fn oidc_start(State(st): State<AppState>, ctx: Ctx, Path(name): Path<String>) -> Response {
+    let p = match oidc_login::provider(&st, &name) {
+        Ok(p) => p.clone(),
+        Err(e) => return error_page(e.status(), &e.to_string()),
+    };
+    let Ok(binding) = latch_crypto::random_bytes(32).map(|b| latch_crypto::hex(&b)) else {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "cannot draw random bytes");
+    };
+    let redirect_uri = format!("{}/ui/oidc/{}/callback", st.issuer.trim_end_matches('/'), p.name);
+    match oidc_login::begin(&st, &ctx, &p, redirect_uri, oidc_state_for(&binding)).await {
+        Ok(started) => {
+            let mut r = redirect(&started.authorization_url);
+            if let Some(c) = binding_cookie(&st, &p.name, &binding, 600) {
+                r.headers_mut().append(SET_COOKIE, c);
+            }
+            r
+        }
+        Err(e) => {
+            let mut r = error_page(e.status(), &e.to_string());
+            if let ApiError::RateLimited { retry_after_secs, .. } = e
+                && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+            {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+/// What the provider puts on the redirect back (RFC 6749 4.1.2; `iss` of RFC 9207 is ignored).
+#[derive(Deserialize)]
+pub struct OidcCallback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+async fn oidc_callback(
+    State(st): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<OidcCallback>,
+) -> Response {
+    let p = match oidc_login::provider(&st, &name) {
+        Ok(p) => p.clone(),
+        Err(e) => return error_page(e.status(), &e.to_string()),
+    };
+    let state = q.state.unwrap_or_default();
+    let binding = cookie(&headers, OIDC_BINDING).unwrap_or_default();
+    let failed = |e: ApiError| {
+        let mut r = redirect(&format!("/ui/login?done={}", url_escape(&e.to_string())));
+        if let Some(c) = binding_cookie(&st, &p.name, "", 0) {
+            r.headers_mut().append(SET_COOKIE, c);
+        }
+        r
+    };
+    if binding.is_empty() || !latch_crypto::ct_eq(oidc_state_for(&binding).as_bytes(), state.as_bytes()) {
+        // Not this browser's sign-in; the pending one stays for its owner.
+        let r = Refusal::new(
+            "state",
+            "this sign-in was not started in this browser (its sign-in cookie is missing or belongs to another \
+             sign-in): start again from the sign-in page",
+        )
+        .with("binding", if binding.is_empty() { "missing" } else { "mismatch" });
+        return failed(refuse(&st, &ctx, &p.name, r).await);
+    }
+    let code = match (q.code, q.error) {
+        (Some(code), None) => code,
+        (_, error) => {
+            // The provider ended the sign-in: spend it and say why.
+            if let Err(e) = oidc_login::take_pending(&st, &ctx, &p, &state, false).await {
+                return failed(e);
+            }
+            let error = error.map(|e| exchange::shown(&e)).unwrap_or_else(|| "no code".into());
+            let description = q.error_description.map(|d| exchange::shown(&d)).unwrap_or_default();
+            let reason = if error == "access_denied" { "access_denied" } else { "provider_error" };
+            let r = Refusal::new(reason, format!("the provider answered {error}: {description}"));
+            return failed(refuse(&st, &ctx, &p.name, r).await);
+        }
+    };
+    match oidc_login::finish(&st, &ctx, &p, &state, &code).await {
+        Ok(resp) => {
+            // A page of ours, not a redirect: the navigation to the dashboard
+            // then starts on our site, so the SameSite=Strict session cookie
+            // is sent even when the provider is on another site.
+            let body = format!(
+                "<p>Signed in as {}. <a href=\"/ui/oncall\">Continue to the dashboard</a>.</p>",
+                esc(&resp.name)
+            );
+            let html = layout("Signed in", None, "", &body).replacen(
+                "<head>",
+                "<head><meta http-equiv=\"refresh\" content=\"0;url=/ui/oncall\">",
+                1,
+            );
+            let mut r = page(StatusCode::OK, html);
+            set_session_cookie(&st, &mut r, &resp.token);
+            if let Some(c) = binding_cookie(&st, &p.name, "", 0) {
+                r.headers_mut().append(SET_COOKIE, c);
+            }
+            r
+        }
+        Err(e) => failed(e),
     }
 }
 

@@ -139,6 +139,8 @@ mod tests {
             groups: vec![],
             mfa: false,
             session_id: "ses_1".into(),
+            acr: String::new(),
+            amr: vec![],
         }
     }
 

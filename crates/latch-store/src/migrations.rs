@@ -25,9 +25,10 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_sp_secret_rotation.sql"),
     },
     Migration { version: 12, name: "db_tls", sql: include_str!("../migrations/0012_db_tls.sql") },
+    Migration { version: 13, name: "session_acr", sql: include_str!("../migrations/0013_session_acr.sql") },
 ];
 
-pub const LATEST: i64 = 12;
+pub const LATEST: i64 = 13;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

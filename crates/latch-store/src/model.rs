@@ -147,6 +147,9 @@ pub struct OidcSignIn {
     pub member_of: Vec<String>,
     /// The latch groups the provider's mapping decides; others are left alone.
     pub managed: Vec<String>,
+    /// The ID token's `acr` ("" when absent) and `amr`, kept with the session for policy.
+    pub acr: String,
+    pub amr: Vec<String>,
 }
 
 /// What a sign-in changed.

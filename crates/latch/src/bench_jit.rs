@@ -56,6 +56,8 @@ pub fn policy(g: &Global, roles: usize, principals: usize, decisions: usize) -> 
         .collect();
     let ctx = |i: usize| DecisionContext {
         mfa: !i.is_multiple_of(3),
+        acr: String::new(),
+        amr: Vec::new(),
         duration_secs: if i.is_multiple_of(5) { 7200 } else { 1800 },
         hour: i64::try_from(i % 24).unwrap_or(0),
         weekday: "wed".into(),

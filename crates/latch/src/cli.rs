@@ -450,13 +450,21 @@ pub struct LoginArgs {
     /// User name.
     #[arg(long, conflicts_with = "sp", required_unless_present_any = ["sp", "oidc"])]
     pub user: Option<String>,
-    /// Sign in through this OpenID Connect provider instead: latch prints a
-    /// URL to open in a browser and waits on a loopback port for the answer.
+    /// Sign in through this OpenID Connect provider instead. When the
+    /// provider offers the device authorization grant, latch prints a URL and
+    /// a code to enter there (on any device) and waits; otherwise it prints a
+    /// URL to open in a browser here and waits on a loopback port.
     #[arg(long, value_name = "PROVIDER", conflicts_with_all = ["user", "sp", "password_stdin", "totp"])]
     pub oidc: Option<String>,
     /// With --oidc: give up waiting for the browser after this long.
     #[arg(long, default_value = "5m", requires = "oidc")]
     pub timeout: String,
+    /// With --oidc: use the device authorization grant (fails if the provider lacks it).
+    #[arg(long, requires = "oidc", conflicts_with = "no_device")]
+    pub device: bool,
+    /// With --oidc: use the browser redirect to a loopback port, even if the provider offers the device grant.
+    #[arg(long, requires = "oidc")]
+    pub no_device: bool,
     /// Service principal client id; the secret is read from stdin.
     #[arg(long)]
     pub sp: Option<String>,

@@ -50,7 +50,16 @@ pub(crate) fn read_secret_line(what: &str) -> anyhow::Result<String> {
 fn login(c: &Client, g: &Global, a: LoginArgs) -> anyhow::Result<()> {
     if let Some(provider) = &a.oidc {
         let limit = latch_core::parse_duration(&a.timeout).map_err(|e| UsageError(format!("--timeout: {e}")))?;
-        let v = crate::oidc_cmd::login(c, provider, limit)?;
+        let device = match (a.device, a.no_device) {
+            (true, _) => true,
+            (_, true) => false,
+            _ => crate::oidc_cmd::offers_device_grant(c, provider)?,
+        };
+        let v = if device {
+            crate::oidc_cmd::login_device(c, provider, limit)?
+        } else {
+            crate::oidc_cmd::login(c, provider, limit)?
+        };
         print_session(g, &v);
         return Ok(());
     }

@@ -135,6 +135,63 @@ pub fn login(c: &Client, provider: &str, limit: Duration) -> anyhow::Result<Valu
     Ok(v)
 }
 
+/// Whether the server says `provider` offers the device authorization grant.
+pub fn offers_device_grant(c: &Client, provider: &str) -> anyhow::Result<bool> {
+    let list: Value = c.get("/v1/auth/oidc")?;
+    let found = list["providers"].as_array().and_then(|ps| ps.iter().find(|p| p["name"] == provider));
+    match found {
+        Some(p) => Ok(p["device_grant"].as_bool().unwrap_or(false)),
+        None => {
+            let names: Vec<&str> =
+                list["providers"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+            anyhow::bail!("no OIDC provider named {provider:?} (the server has: {})", names.join(", "))
+        }
+    }
+}
+
+/// The device authorization grant (RFC 8628): the server starts it at the
+/// provider, the user enters the code at the provider's page (on any
+/// device), and the CLI polls the server, which redeems the device code.
+pub fn login_device(c: &Client, provider: &str, limit: Duration) -> anyhow::Result<Value> {
+    let base = format!("/v1/auth/oidc/{}/device", seg(provider));
+    let started: Value = c.post(&base, &json!({}))?;
+    let mut interval = Duration::from_secs(started["interval_secs"].as_u64().unwrap_or(5).max(1));
+    eprintln!(
+        "To sign in through {provider}, open {} and enter the code {}",
+        s(&started, "verification_uri"),
+        s(&started, "user_code")
+    );
+    if let Some(u) = started["verification_uri_complete"].as_str() {
+        eprintln!("(or open {u})");
+    }
+    eprintln!("Waiting for the approval (up to {} s)…", limit.as_secs());
+    let handle = s(&started, "handle");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let v: Value = c.post(&format!("{base}/poll"), &json!({ "handle": handle }))?;
+        if v.get("token").is_some() {
+            return Ok(v);
+        }
+        if v["status"] == "slow_down" {
+            interval += Duration::from_secs(v["slow_down_secs"].as_u64().unwrap_or(5));
+        }
+        if std::time::Instant::now() + interval > deadline {
+            anyhow::bail!(
+                "the sign-in was not approved within {} s: run `latch login --oidc {provider}` again",
+                limit.as_secs()
+            );
+        }
+        wait(interval);
+    }
+}
+
+/// The CLI waits in real time between polls: the provider's interval is
+/// wall-clock time, and no server logic depends on it.
+#[allow(clippy::disallowed_methods)]
+fn wait(d: Duration) {
+    std::thread::sleep(d);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

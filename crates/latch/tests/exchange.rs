@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use common::oidc::Provider;
 use common::{Server, run_cli};
 use serde_json::{Value, json};
 
@@ -621,4 +622,131 @@ fn federations_are_validated_managed_by_admins_and_scoped_to_one_principal() {
     let (status, v) = exchange_http(&s, &t);
     assert_eq!(status, 400);
     assert!(v["error"]["message"].as_str().unwrap().contains("is not trusted"), "{v}");
+}
+
+/// deployer federated with the real provider `p` for audience `latch`, when
+/// the token's `client_id` is `ci` (its client_credentials tokens).
+fn federate_with_provider(s: &Server, p: &Provider) {
+    let args = ["sp", "federate", "deployer", "--issuer", &p.issuer, "--audience", "latch"];
+    s.cli(&[&args[..], &["--claim", "client_id=ci", "--name", "provider"]].concat()).ok();
+}
+
+/// The check a refusal names, having made sure it is audited and echoes nothing of the token.
+fn refused(s: &Server, token: &str) -> (String, String) {
+    let (status, v) = exchange_http(s, token);
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap().to_string();
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!message.contains(token) && !message.contains(signature), "the token is echoed: {message}");
+    let ev = last_exchange_event(s);
+    assert_eq!(ev["outcome"], "failure", "{ev}");
+    let audited = ev.to_string();
+    assert!(!audited.contains(signature), "the token is audited: {audited}");
+    (ev["details"]["reason"].as_str().unwrap().to_string(), message)
+}
+
+/// Swaps the header of `token` for `header` (payload and signature kept).
+fn with_header(token: &str, header: &Value) -> String {
+    let p: Vec<&str> = token.split('.').collect();
+    format!("{}.{}.{}", B64.encode(header.to_string().as_bytes()), p[1], p[2])
+}
+
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&B64.decode(token.split('.').nth(1).unwrap().as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn tokens_the_real_oidc_provider_minted_are_exchanged_once_and_every_tampering_is_named() {
+    let (s, _issuer) = setup();
+    let p = Provider::start(&json!({}));
+    federate_with_provider(&s, &p);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // CI-style: the provider's JWT -> latch session -> auto-approved role -> latch token; then a replay.
+    let token = p.ci_token();
+    assert_eq!(claims_of(&token)["iss"], p.issuer.as_str());
+    let file = write_token(tmp.path(), "provider-token", &token);
+    let args = ["exchange", "--token-file", file.to_str().unwrap(), "--role", "deploy", "-o", "json"];
+    let v = run_cli(&s.addr, "", &args, None).ok().json();
+    assert_eq!((v["service_principal"].as_str(), v["federation"].as_str()), (Some("deployer"), Some("provider")));
+    assert!(v["token"].as_str().unwrap().starts_with("ey"), "{v}");
+    assert_eq!(last_exchange_event(&s)["details"]["jti"], claims_of(&token)["jti"]);
+    let again = run_cli(&s.addr, "", &args, None);
+    assert!(again.stderr.contains("token exchange refused (replay)"), "{}", again.stderr);
+    assert_eq!(last_exchange_event(&s)["details"]["reason"], "replay");
+
+    // Tampered: a changed signature, changed claims under the provider's signature.
+    let fresh = p.ci_token();
+    let mut sig = fresh.clone();
+    let last = sig.pop().unwrap();
+    sig.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(refused(&s, &sig).0, "signature");
+    let mut claims = claims_of(&fresh);
+    claims["client_id"] = "someone-else".into();
+    assert_eq!(refused(&s, &with_claims(&fresh, &claims)).0, "signature");
+    // No kid in the header.
+    let (reason, message) = refused(&s, &with_header(&fresh, &json!({ "alg": "RS256", "typ": "at+jwt" })));
+    assert_eq!(reason, "missing_kid", "{message}");
+    // For another audience (the provider's token for another resource).
+    let (reason, message) = refused(&s, &p.ci_token_for("https://elsewhere.test"));
+    assert_eq!(reason, "audience", "{message}");
+    assert!(message.contains("[\"elsewhere\"]"), "{message}");
+    // From an issuer nobody is federated with: another provider, just as real.
+    let stranger = Provider::start(&json!({}));
+    let (reason, message) = refused(&s, &stranger.ci_token());
+    assert_eq!(reason, "issuer", "{message}");
+    assert!(message.contains("is not trusted"), "{message}");
+    // The provider rotates its key: a token under the new kid is accepted once
+    // latch may refetch the JWKS; one under the withdrawn kid no longer is.
+    let before = p.ci_token();
+    let kid = p.rotate();
+    let after = p.ci_token();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&B64.decode(after.split('.').next().unwrap().as_bytes()).unwrap()).unwrap()["kid"],
+        kid.as_str()
+    );
+    s.advance("31s");
+    let (status, v) = exchange_http(&s, &after);
+    assert_eq!(status, 200, "{v}");
+    let (reason, message) = refused(&s, &before);
+    assert_eq!(reason, "unknown_kid", "{message}");
+    // Expired: the provider's tokens live 10 minutes.
+    let old = p.ci_token();
+    s.advance("12m");
+    let (reason, message) = refused(&s, &old);
+    assert_eq!(reason, "expiry", "{message}");
+}
+
+#[test]
+fn refused_exchanges_are_throttled_per_source() {
+    let (s, issuer) = setup();
+    // 30 refusals from this address within failure_window (5 minutes)…
+    for i in 0..30 {
+        let (status, v) = exchange_http(&s, &format!("not-a-jwt-{i}"));
+        assert_eq!(status, 400, "{i}: {v}");
+    }
+    // …then even a good token waits, told when to retry; nothing is checked or remembered.
+    let good = issuer.mint(&ci_claims(&s, &issuer, "after-the-flood"), json!({}));
+    let body = json!({ "grant_type": GRANT, "subject_token": good, "subject_token_type": JWT }).to_string();
+    let (status, headers, text) =
+        s.http_raw("POST", "/v1/auth/exchange", None, Some(&body), &[("Content-Type", "application/json")]);
+    assert_eq!(status, 429, "{text}");
+    let retry: u64 = headers.iter().find(|(k, _)| k == "retry-after").unwrap().1.parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert!(
+        text.contains(&format!("too many refused token exchanges from this address: try again in {retry} s")),
+        "{text}"
+    );
+    let ev = last_exchange_event(&s);
+    assert_eq!(
+        (ev["outcome"].as_str(), ev["details"]["reason"].as_str()),
+        (Some("denied"), Some("rate_limited")),
+        "{ev}"
+    );
+    // Password login from the same address is not locked by them.
+    assert!(s.login("admin", "wrong", None).is_err_and(|o| !o.stderr.contains("try again in")));
+    // Once the window has passed, the same token is exchanged.
+    s.advance("5m");
+    let (status, v) = exchange_http(&s, &good);
+    assert_eq!(status, 200, "{v}");
 }

@@ -216,6 +216,8 @@ fn openapi_documents_every_route() {
         "GET /v1/auth/oidc",
         "POST /v1/auth/oidc/{provider}/start",
         "POST /v1/auth/oidc/{provider}/callback",
+        "POST /v1/auth/oidc/{provider}/device",
+        "POST /v1/auth/oidc/{provider}/device/poll",
         "POST /v1/auth/logout",
         "GET /v1/auth/whoami",
         "POST /v1/auth/mfa/enroll",

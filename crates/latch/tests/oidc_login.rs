@@ -10,128 +10,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::process::{Command, Stdio};
 
+use common::oidc::{Browser, Provider, SECRET, absolute};
 use common::{BIN, Out, Server};
 use serde_json::{Value, json};
 
-const SECRET: &str = "s3cret-for-tests-only";
-
-/// `oidc-provider` from npm, installed once under the target directory.
-fn oidc_provider_module() -> PathBuf {
-    static ONCE: Once = Once::new();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oidc-provider-npm");
-    let module = dir.join("node_modules/oidc-provider/lib/index.js");
-    ONCE.call_once(|| {
-        if module.exists() {
-            return;
-        }
-        let node = Command::new("node").arg("--version").output();
-        assert!(
-            node.is_ok_and(|o| o.status.success()),
-            "node is needed: apt-get install -y nodejs npm (or ./scripts/test)"
-        );
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&dir)
-            .arg("oidc-provider@9")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok && module.exists(), "npm install oidc-provider@9 failed");
-    });
-    module
-}
-
-/// The OpenID Provider, a child process stopped (by its pid) on drop.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Provider {
-    fn start(accounts: &Value) -> Provider {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc_provider.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .env("OIDC_PROVIDER_MODULE", oidc_provider_module())
-            .env("CLIENT_SECRET", SECRET)
-            .env("ACCOUNTS", accounts.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-        // Keep reading: a closed pipe would kill the provider at its next write.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let issuer =
-            line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("provider said {line:?}")).to_string();
-        Provider { child, issuer }
-    }
-
-    fn set_accounts(&self, accounts: &Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(true).build().into();
-        agent.post(&format!("{}/test/accounts", self.issuer)).send_json(accounts).unwrap();
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A browser, as far as the code flow needs one: cookies, no automatic redirects.
-#[derive(Default)]
-struct Browser {
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    /// One request; returns the status and the Location header.
-    fn go(&mut self, method: &str, url: &str, form: Option<&str>) -> (u16, Option<String>) {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
-        let mut req = ureq::http::Request::builder().method(method).uri(url);
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            req = req.header("Cookie", jar.join("; "));
-        }
-        if form.is_some() {
-            req = req.header("Content-Type", "application/x-www-form-urlencoded");
-        }
-        let resp = agent
-            .run(req.body(form.unwrap_or("").as_bytes().to_vec()).unwrap())
-            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-        for v in resp.headers().get_all("set-cookie") {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            self.cookies.insert(k.trim().to_string(), v.to_string());
-        }
-        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
-        (resp.status().as_u16(), location)
-    }
-}
-
-/// Resolves a Location against the provider's origin.
-fn absolute(issuer: &str, location: &str) -> String {
-    if location.starts_with("http") { location.to_string() } else { format!("{issuer}{location}") }
-}
-
-/// `latch login --oidc corp -o json`, signing in at the provider as `login`
-/// (with a second factor when `mfa`); returns the CLI's result.
+/// `latch login --oidc corp --no-device -o json`, signing in at the
+/// provider as `login` (with a second factor when `mfa`; `name@ACR` also
+/// has the provider assert that acr); returns the CLI's result.
 fn sign_in(s: &Server, p: &Provider, login: &str, mfa: bool) -> Out {
+    sign_in_with(s, p, login, mfa, &["--no-device"])
+}
+
+/// [`sign_in`] with other `latch login` flags (none: the CLI picks the flow).
+fn sign_in_with(s: &Server, p: &Provider, login: &str, mfa: bool, flags: &[&str]) -> Out {
     let mut child = Command::new(BIN)
         .args(["login", "--oidc", "corp", "--timeout", "30s", "-o", "json"])
+        .args(flags)
         .env("LATCH_ADDR", &s.addr)
         .env_remove("LATCH_TOKEN")
         .env_remove("LATCH_CACERT")
@@ -165,7 +62,8 @@ fn sign_in(s: &Server, p: &Provider, login: &str, mfa: bool) -> Out {
     let (status, loc) = b.go("GET", &url, None);
     assert_eq!(status, 303, "authorize");
     let interaction = absolute(&p.issuer, &loc.unwrap());
-    let form = format!("login={login}&mfa={}", if mfa { 1 } else { 0 });
+    let (login, acr) = login.split_once('@').unwrap_or((login, ""));
+    let form = format!("login={login}&mfa={}&acr={acr}", if mfa { 1 } else { 0 });
     let (status, loc) = b.go("POST", &format!("{interaction}/login"), Some(&form));
     assert_eq!(status, 303, "login");
     let (status, loc) = b.go("GET", &absolute(&p.issuer, &loc.unwrap()), None);
@@ -202,7 +100,20 @@ mfa = true
 audiences = ["https://db.internal"]
 "#;
 
-const POLICIES: &str = r#"@id("dbas-request")
+const REPORTS: &str = r#"name = "reports"
+description = "Read the finance reports"
+max_duration = "1h"
+default_duration = "15m"
+[approval]
+required = 1
+approvers = ["group:leads"]
+"#;
+
+const POLICIES: &str = r#"@id("eng-reports-after-a-strong-sign-in")
+permit(principal in Group::"eng", action == Action::"request", resource == Role::"reports")
+when { context.acr == "urn:latch:test:loa2" && context.amr.contains("pwd") };
+
+@id("dbas-request")
 permit(principal in Group::"dbas", action == Action::"request", resource);
 
 @id("dbas-activate-with-mfa")
@@ -212,6 +123,12 @@ when { context.mfa };
 
 fn setup(accounts: &Value) -> (tempfile::TempDir, Server, Provider) {
     let p = Provider::start(accounts);
+    let (tmp, s) = serve(&p);
+    (tmp, s, p)
+}
+
+/// A latch with provider `corp` (groups engineering → eng, database-admins → dbas), the roles and policies above.
+fn serve(p: &Provider) -> (tempfile::TempDir, Server) {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("secret"), SECRET).unwrap();
     let conf = format!(
@@ -221,6 +138,7 @@ issuer = "{}"
 client_id = "latch"
 client_secret_file = "secret"
 scopes = ["openid", "profile", "groups"]
+mfa_acr = ["urn:latch:test:loa2"]
 [oidc.groups]
 "engineering" = "eng"
 "database-admins" = "dbas"
@@ -237,9 +155,10 @@ scopes = ["openid", "profile", "groups"]
     std::fs::create_dir_all(dir.join("roles")).unwrap();
     std::fs::create_dir_all(dir.join("policies")).unwrap();
     std::fs::write(dir.join("roles/prod-db.toml"), ROLE).unwrap();
+    std::fs::write(dir.join("roles/reports.toml"), REPORTS).unwrap();
     std::fs::write(dir.join("policies/main.cedar"), POLICIES).unwrap();
     s.cli(&["apply", dir.to_str().unwrap()]).ok();
-    (tmp, s, p)
+    (tmp, s)
 }
 
 fn last_login(s: &Server) -> Value {
@@ -357,4 +276,168 @@ fn forged_or_replayed_callbacks_are_refused_and_audited() {
         s.http("POST", "/v1/auth/oidc/nope/start", None, Some(&json!({ "redirect_uri": "http://127.0.0.1:9/cb" })));
     assert_eq!(status, 404);
     assert!(v["error"]["message"].as_str().unwrap().contains("no OIDC provider named \"nope\""), "{v}");
+}
+
+/// `latch login --oidc corp` where the provider offers the device grant: the
+/// CLI prints a code; the user enters it at the provider's pages and
+/// approves (signing in as `login`) or aborts.
+fn sign_in_device(s: &Server, p: &Provider, login: &str, approve: bool) -> Out {
+    let mut child = Command::new(BIN)
+        .args(["login", "--oidc", "corp", "--timeout", "60s", "-o", "json"])
+        .env("LATCH_ADDR", &s.addr)
+        .env_remove("LATCH_TOKEN")
+        .env_remove("LATCH_CACERT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let code = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the CLI printed no code: {seen}");
+        seen.push_str(&line);
+        if let Some((_, code)) = line.trim().split_once("enter the code ") {
+            break code.to_string();
+        }
+    };
+    assert!(seen.contains(&format!("{}/device", p.issuer)), "{seen}");
+    p.answer_device_code(&code, login, approve);
+    let rest = std::thread::spawn(move || {
+        let mut t = String::new();
+        stderr.read_to_string(&mut t).unwrap();
+        t
+    });
+    let out = child.wait_with_output().unwrap();
+    seen.push_str(&rest.join().unwrap());
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: seen,
+    }
+}
+
+#[test]
+fn the_device_grant_signs_in_where_the_provider_offers_it_and_a_denial_is_refused() {
+    let (_tmp, s, p) = setup(&json!({ "alice": { "groups": ["database-admins"] } }));
+    let (_, v) = s.http("GET", "/v1/auth/oidc", None, None);
+    assert_eq!(v["providers"][0]["device_grant"], true, "{v}");
+
+    // No flag: the CLI takes the device grant; the same ID-token checks and provisioning.
+    let out = sign_in_device(&s, &p, "alice", true).ok();
+    assert!(out.stderr.contains("Waiting for the approval"), "{}", out.stderr);
+    let v = out.json();
+    assert_eq!((v["name"].as_str(), v["mfa"].as_bool()), (Some("alice"), Some(true)), "{v}");
+    let (_, who) = s.http("GET", "/v1/auth/whoami", Some(v["token"].as_str().unwrap()), None);
+    assert_eq!(who["groups"], json!(["dbas"]), "{who}");
+    let ev = last_login(&s);
+    assert_eq!((ev["actor"].as_str(), ev["details"]["provisioned"].as_bool()), (Some("user:alice"), Some(true)));
+
+    // The user aborts at the provider: refused, saying so, and audited.
+    let out = sign_in_device(&s, &p, "alice", false);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("refused (access denied): the sign-in was denied at the provider"), "{}", out.stderr);
+    let ev = last_login(&s);
+    assert_eq!((ev["outcome"].as_str(), ev["details"]["reason"].as_str()), (Some("failure"), Some("access_denied")));
+
+    // Polling a made-up handle, or one whose code expired, is refused by latch before the provider is asked.
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/device/poll", None, Some(&json!({ "handle": "forged" })));
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("refused (state): unknown or already used"), "{v}");
+    let (status, started) = s.http("POST", "/v1/auth/oidc/corp/device", None, Some(&json!({})));
+    assert_eq!(status, 200, "{started}");
+    let handle = json!({ "handle": started["handle"] });
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/device/poll", None, Some(&handle));
+    assert_eq!((status, v["status"].as_str()), (202, Some("authorization_pending")), "{v}");
+    // A device handle is not a code-flow state.
+    let (status, v) =
+        s.http("POST", "/v1/auth/oidc/corp/callback", None, Some(&json!({ "state": started["handle"], "code": "x" })));
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("another kind of sign-in"), "{v}");
+    let (status, started) = s.http("POST", "/v1/auth/oidc/corp/device", None, Some(&json!({})));
+    assert_eq!(status, 200);
+    s.advance("11m");
+    let (status, v) =
+        s.http("POST", "/v1/auth/oidc/corp/device/poll", None, Some(&json!({ "handle": started["handle"] })));
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("expired before it was approved"), "{v}");
+}
+
+#[test]
+fn without_a_device_grant_the_cli_falls_back_to_the_browser_redirect() {
+    let p = Provider::start_with(&json!({}), &[("DEVICE_FLOW", "0")]);
+    let (_tmp, s) = serve(&p);
+    let (_, v) = s.http("GET", "/v1/auth/oidc", None, None);
+    assert_eq!(v["providers"][0]["device_grant"], false, "{v}");
+    // No flag: the loopback redirect.
+    let v = sign_in_with(&s, &p, "carol", true, &[]).ok().json();
+    assert_eq!(v["name"], "carol");
+    // Forcing the device grant says what is missing.
+    let out = s.cli(&["login", "--oidc", "corp", "--device"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("offers no device authorization grant"), "{}", out.stderr);
+}
+
+#[test]
+fn the_providers_acr_reaches_policy_and_can_count_as_mfa() {
+    let (_tmp, s, p) = setup(&json!({ "alice": { "groups": ["engineering"] } }));
+    let req = json!({ "role": "reports", "duration": "15m", "reason": "quarterly close" });
+
+    // The provider asserts loa2 (a password only, by amr): a policy asking for it permits;
+    // mfa_acr makes that acr count as MFA.
+    let v = sign_in(&s, &p, "alice@urn:latch:test:loa2", false).ok().json();
+    assert_eq!(v["mfa"], true, "{v}");
+    let d = &last_login(&s)["details"];
+    assert_eq!((d["acr"].as_str(), &d["amr"]), (Some("urn:latch:test:loa2"), &json!(["pwd"])), "{d}");
+    let (status, r) = s.http("POST", "/v1/requests", Some(v["token"].as_str().unwrap()), Some(&req));
+    assert_eq!(status, 201, "{r}");
+
+    // Another acr, or none: the same user, the same policy, forbidden; no MFA either.
+    for login in ["alice@urn:latch:test:loa1", "alice"] {
+        let v = sign_in(&s, &p, login, false).ok().json();
+        assert_eq!(v["mfa"], false, "{login}: {v}");
+        let (status, r) = s.http("POST", "/v1/requests", Some(v["token"].as_str().unwrap()), Some(&req));
+        assert_eq!(status, 403, "{login}: {r}");
+    }
+    assert!(last_login(&s)["details"]["acr"].is_null());
+}
+
+#[test]
+fn anonymous_sign_in_starts_are_throttled_per_source() {
+    let (_tmp, s, _p) = setup(&json!({}));
+    let start = json!({ "redirect_uri": "http://127.0.0.1:9/callback" });
+    for i in 0..30 {
+        let (status, v) = s.http("POST", "/v1/auth/oidc/corp/start", None, Some(&start));
+        assert_eq!(status, 200, "{i}: {v}");
+    }
+    let starts = s.audit("auth.oidc_start");
+    assert_eq!(starts.len(), 30, "every start is audited");
+    assert!(starts.iter().all(|e| e["outcome"] == "success" && e["target"] == "oidc:corp"));
+
+    // The 31st within failure_window: 429, saying when to retry; no row stored.
+    let pending = |s: &Server| s.sql("SELECT COUNT(*) FROM oidc_logins")[0].clone();
+    let before = pending(&s);
+    let body = start.to_string();
+    let json = [("Content-Type", "application/json")];
+    let (status, headers, text) = s.http_raw("POST", "/v1/auth/oidc/corp/start", None, Some(&body), &json);
+    assert_eq!(status, 429, "{text}");
+    let retry: u64 = headers.iter().find(|(k, _)| k == "retry-after").unwrap().1.parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let said = format!("too many OIDC sign-ins started from this address: try again in {retry} s");
+    assert!(text.contains(&said), "{text}");
+    assert_eq!(pending(&s), before);
+    let ev = s.audit("auth.oidc_start").last().cloned().unwrap();
+    assert_eq!((ev["outcome"].as_str(), ev["details"]["reason"].as_str()), (Some("denied"), Some("rate_limited")));
+    // The device grant and the dashboard count against the same budget.
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/device", None, Some(&json!({})));
+    assert_eq!(status, 429, "{v}");
+    let (status, headers, html) = s.http_raw("GET", "/ui/oidc/corp/start", None, None, &[]);
+    assert_eq!(status, 429, "{html}");
+    assert!(html.contains("too many OIDC sign-ins started") && headers.iter().any(|(k, _)| k == "retry-after"));
+
+    // Once the window has passed, starts are accepted again.
+    s.advance("5m");
+    let (status, v) = s.http("POST", "/v1/auth/oidc/corp/start", None, Some(&start));
+    assert_eq!(status, 200, "{v}");
 }

@@ -3,7 +3,9 @@
 //! approves it, sees the grant, revokes it; screenshots of the three
 //! dashboards are saved. Over plain HTTP: the CSP and other headers, CSRF
 //! refusals (no token, wrong token, cross-origin), and hostile strings shown
-//! escaped.
+//! escaped. People also sign in through a real OpenID Provider
+//! (`oidc-provider`) in Chromium; a callback replayed in another browser is
+//! refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Server;
-use serde_json::Value;
+use common::oidc::{Provider, SECRET};
+use serde_json::{Value, json};
 
 const PW: &str = "correct horse battery";
 
@@ -174,4 +177,127 @@ fn an_approver_approves_and_revokes_in_headless_chromium() {
         revokes.iter().any(|e| e["target"] == format!("grant:{grant}") && e["actor"] == "user:lead"),
         "{revokes:?}"
     );
+}
+
+/// A dev server whose dashboard offers sign-in through provider `corp`
+/// (IdP group engineering → eng, database-admins → dbas).
+fn serve_with_provider(p: &Provider) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("secret"), SECRET).unwrap();
+    let conf = format!(
+        "[[oidc]]\nname = \"corp\"\nissuer = \"{}\"\nclient_id = \"latch\"\nclient_secret_file = \"secret\"\n\
+         scopes = [\"openid\", \"profile\", \"groups\"]\n[oidc.groups]\n\"engineering\" = \"eng\"\n\"database-admins\" = \"dbas\"\n",
+        p.issuer
+    );
+    std::fs::write(tmp.path().join("oidc.toml"), conf).unwrap();
+    let file = tmp.path().join("oidc.toml");
+    let s = Server::start_in(&tmp.path().join("data"), &["--oidc", file.to_str().unwrap()]);
+    for g in ["eng", "dbas"] {
+        s.cli(&["group", "create", g]).ok();
+    }
+    (tmp, s)
+}
+
+#[test]
+fn people_sign_in_to_the_dashboard_through_a_real_oidc_provider_in_chromium() {
+    if !browser_ready() {
+        return;
+    }
+    let p = Provider::start(&json!({ "alice": { "groups": ["engineering", "database-admins", "other"] } }));
+    let (_tmp, s) = serve_with_provider(&p);
+    let out = Command::new("node")
+        .arg(browser_dir().join("oidc_signin.mjs"))
+        .args([s.addr.as_str(), "alice"])
+        .current_dir(browser_dir())
+        .output()
+        .unwrap();
+    let said = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["callback"], format!("{}/ui/oidc/corp/callback", s.addr));
+
+    // Provisioned from the ID token, in the mapped groups.
+    let alice = s.cli(&["user", "show", "alice", "-o", "json"]).ok().json();
+    assert_eq!(alice["name"], "alice", "{alice}");
+    let logins = s.audit("auth.login");
+    let ok: Vec<&Value> = logins.iter().filter(|e| e["outcome"] == "success").collect();
+    assert_eq!(ok.len(), 1, "one sign-in: {logins:?}");
+    let d = &ok[0]["details"];
+    assert_eq!((ok[0]["actor"].as_str(), d["provider"].as_str()), (Some("user:alice"), Some("corp")));
+    assert_eq!((d["provisioned"].as_bool(), d["mfa"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(d["groups_added"], json!(["dbas", "eng"]));
+
+    // The replays were refused as not this browser's, before the code was redeemed, and audited.
+    let refused: Vec<&Value> = logins.iter().filter(|e| e["outcome"] == "failure").collect();
+    let bindings: Vec<&str> = refused.iter().filter_map(|e| e["details"]["binding"].as_str()).collect();
+    assert_eq!(bindings, ["mismatch", "missing", "missing"], "{refused:?}");
+    assert!(refused.iter().all(|e| e["details"]["reason"] == "state" && e["target"] == "oidc:corp"), "{refused:?}");
+    // Each start was counted and audited.
+    assert_eq!(s.audit("auth.oidc_start").len(), 2);
+}
+
+#[test]
+fn dashboard_oidc_callbacks_without_this_browsers_cookie_are_refused() {
+    let p = Provider::start(&json!({}));
+    let (_tmp, s) = serve_with_provider(&p);
+    let (status, _, html) = s.http_raw("GET", "/ui/login", None, None, &[]);
+    assert_eq!(status, 200);
+    assert!(html.contains("href=\"/ui/oidc/corp/start\""), "the sign-in page offers the provider: {html}");
+
+    // Start: to the provider, with a state that is a hash of this browser's cookie.
+    let (status, headers, _) = s.http_raw("GET", "/ui/oidc/corp/start", None, None, &[]);
+    assert_eq!(status, 303);
+    let to = header(&headers, "location").to_string();
+    assert!(to.starts_with(&format!("{}/auth?", p.issuer)), "{to}");
+    let redirect = format!("redirect_uri={}", url_encode(&format!("{}/ui/oidc/corp/callback", s.addr)));
+    assert!(to.contains(&redirect) && to.contains("code_challenge_method=S256"), "{to}");
+    let cookie = headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("latch_oidc=")).unwrap().1.clone();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/ui/oidc/corp/callback"), "{cookie}");
+    let state = to.split("state=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let binding = cookie.split(';').next().unwrap().to_string();
+    assert!(!binding.contains(&state), "the cookie is not the state");
+
+    // The callback URL alone (a forged or replayed one) is refused and audited.
+    let path = format!("/ui/oidc/corp/callback?code=x&state={state}");
+    let (status, headers, _) = s.http_raw("GET", &path, None, None, &[]);
+    assert_eq!(status, 303);
+    assert!(header(&headers, "location").contains("not%20started%20in%20this%20browser"), "{headers:?}");
+    let ev = s.audit("auth.login").last().cloned().unwrap();
+    assert_eq!((ev["details"]["reason"].as_str(), ev["details"]["binding"].as_str()), (Some("state"), Some("missing")));
+    let forged = "/ui/oidc/corp/callback?code=x&state=forged";
+    let (_, headers, _) = s.http_raw("GET", forged, None, None, &[("Cookie", &binding)]);
+    assert!(header(&headers, "location").contains("not%20started%20in%20this%20browser"), "{headers:?}");
+    assert_eq!(s.audit("auth.login").last().unwrap()["details"]["binding"], "mismatch");
+
+    // With the cookie, the state is this browser's: the provider refuses the made-up code; the sign-in is spent.
+    let (_, headers, _) = s.http_raw("GET", &path, None, None, &[("Cookie", &binding)]);
+    assert!(header(&headers, "location").contains("refused%20%28code%29"), "{headers:?}");
+    let (_, headers, _) = s.http_raw("GET", &path, None, None, &[("Cookie", &binding)]);
+    assert!(header(&headers, "location").contains("already%20used%20state"), "{headers:?}");
+
+    // The provider's own refusal (the user declined) is shown and audited.
+    let (_, headers, _) = s.http_raw("GET", "/ui/oidc/corp/start", None, None, &[]);
+    let to = header(&headers, "location").to_string();
+    let state = to.split("state=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let binding = set_cookie(&headers, "latch_oidc");
+    let declined = format!("/ui/oidc/corp/callback?error=access_denied&error_description=no&state={state}");
+    let (_, headers, _) = s.http_raw("GET", &declined, None, None, &[("Cookie", &format!("latch_oidc={binding}"))]);
+    assert!(header(&headers, "location").contains("refused%20%28access%20denied%29"), "{headers:?}");
+    assert_eq!(s.audit("auth.login").last().unwrap()["details"]["reason"], "access_denied");
+    let (status, _, html) = s.http_raw("GET", "/ui/oidc/nope/start", None, None, &[]);
+    assert_eq!(status, 404);
+    assert!(html.contains("no OIDC provider named"), "{html}");
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use latch_audit::Outcome;
+use latch_core::ratelimit::Limit;
 use latch_core::{PrincipalKind, Timestamp, validate_name};
 use latch_crypto::{Secret, new_id, new_token, token_hash, totp};
 use latch_store::{NewSession, StoreError};
@@ -85,21 +86,31 @@ fn attempted(kind: &str, name: &str) -> String {
 }
 
 /// The throttling key of a source address.
-fn source_key(source: &str) -> String {
+pub(crate) fn source_key(source: &str) -> String {
     format!("source:{source}")
 }
 
+const FAILED_LOGINS: &str = "too many failed attempts";
+
 /// Seconds until `identity` or `source` may try again, if either is locked.
-/// Failures are counted in the store, so every node sees the same ones.
 async fn limited(st: &AppState, identity: &str, source: &str, now: Timestamp) -> ApiResult<Option<u64>> {
-    let (id_limit, src_limit) = (st.auth.per_identity, st.auth.per_source);
-    let since = now.minus(id_limit.window.max(src_limit.window));
     let src = source_key(source);
-    let failures = st.store.login_failures(vec![identity.to_string(), src.clone()], since).await?;
-    let times = |key: &str| failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect::<Vec<_>>();
-    let a = id_limit.locked_for(&times(identity), now);
-    let b = src_limit.locked_for(&times(&src), now);
-    Ok(a.max(b).map(|d| d.as_secs().max(1)))
+    retry_after(st, &[(identity, st.auth.per_identity), (&src, st.auth.per_source)], now).await
+}
+
+/// Seconds until the first of `keys` that is over its limit may try again,
+/// if any is. Attempts are counted in the store (the login-failure
+/// bookkeeping, under distinct keys for distinct uses), so every node sees
+/// the same ones.
+pub(crate) async fn retry_after(st: &AppState, keys: &[(&str, Limit)], now: Timestamp) -> ApiResult<Option<u64>> {
+    let window = keys.iter().map(|(_, l)| l.window).max().unwrap_or_default();
+    let names = keys.iter().map(|(k, _)| k.to_string()).collect();
+    let failures = st.store.login_failures(names, now.minus(window)).await?;
+    let locked = keys.iter().filter_map(|(key, limit)| {
+        let times: Vec<Timestamp> = failures.iter().filter(|(k, _)| k == key).map(|(_, t)| *t).collect();
+        limit.locked_for(&times, now)
+    });
+    Ok(locked.max().map(|d| d.as_secs().max(1)))
 }
 
 /// A failed attempt: counted against the identity and the source, and
@@ -177,7 +188,14 @@ pub async fn login(
     let target = attempted("user", &req.user);
     let bad = || ApiError::Unauthenticated("invalid user name or password".into());
     if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
-        return Err(refuse(&st, &ctx, &target, "rate_limited", ApiError::RateLimited { retry_after_secs: secs }).await);
+        return Err(refuse(
+            &st,
+            &ctx,
+            &target,
+            "rate_limited",
+            ApiError::RateLimited { what: FAILED_LOGINS, retry_after_secs: secs },
+        )
+        .await);
     }
     let user = match validate_name("user", &req.user) {
         Ok(()) => st.store.get_user(&req.user).await?,
@@ -272,7 +290,14 @@ pub async fn sp_login(
     let target = attempted("service_principal", &req.client_id);
     let bad = || ApiError::Unauthenticated("invalid client id or secret".into());
     if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
-        return Err(refuse(&st, &ctx, &target, "rate_limited", ApiError::RateLimited { retry_after_secs: secs }).await);
+        return Err(refuse(
+            &st,
+            &ctx,
+            &target,
+            "rate_limited",
+            ApiError::RateLimited { what: FAILED_LOGINS, retry_after_secs: secs },
+        )
+        .await);
     }
     let sp = match validate_name("service principal", &req.client_id) {
         Ok(()) => st.store.get_sp(&req.client_id).await?.filter(|sp| sp.id == req.client_id),

@@ -30,8 +30,14 @@
 //!    until it expires.
 //!
 //! Failures are audited but not counted towards login lockouts: nothing here
-//! can be guessed, and locking a shared CI runner's address out would punish
-//! every pipeline behind it for one misconfigured job.
+//! can be guessed, and locking a shared CI runner's address out of password
+//! login would punish every pipeline behind it for one misconfigured job.
+//! They are counted per source address under their own key, with the same
+//! store bookkeeping (every node sees them): past
+//! `[auth] max_exchange_refusals_per_source` in `failure_window` an address
+//! is answered 429 with Retry-After before any check runs (audited as
+//! denied, like a login past its lockout), so a flood costs neither JWKS
+//! fetches nor signature checks nor store lookups of federations.
 
 use std::time::Duration;
 
@@ -50,6 +56,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, Ctx};
 use crate::oidc::KeyError;
+use crate::routes::auth::{retry_after, source_key};
 use crate::state::AppState;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -375,20 +382,37 @@ async fn refuse(st: &AppState, ctx: &Ctx, r: Refusal) -> ApiError {
     details.insert("message".into(), r.message.into());
     let target = r.target.unwrap_or_else(|| "token_exchange".into());
     let ev = ctx.audit("anonymous", "auth.exchange", target).outcome(Outcome::Failure).details(Value::Object(details));
-    match st.store.append_audit(ev).await {
+    match st.store.record_login_failure(vec![refusals_key(ctx)], ev).await {
         Ok(_) => err,
         Err(e) => ApiError::from(e),
     }
 }
 
+/// The throttling key of refused exchanges from the caller's address.
+fn refusals_key(ctx: &Ctx) -> String {
+    format!("exchange:{}", source_key(&ctx.source))
+}
+
+const TOO_MANY_REFUSALS: &str = "too many refused token exchanges from this address";
+
 #[utoipa::path(post, path = "/v1/auth/exchange", tag = "auth", request_body = ExchangeRequest,
-    responses((status = 200, body = ExchangeResponse), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = ExchangeResponse), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody),
+    (status = 503, body = ErrorBody)))]
 pub async fn exchange(
     State(st): State<AppState>,
     ctx: Ctx,
     ApiJson(req): ApiJson<ExchangeRequest>,
 ) -> ApiResult<Json<ExchangeResponse>> {
     let now = st.clock.now();
+    let key = refusals_key(&ctx);
+    if let Some(secs) = retry_after(&st, &[(&key, st.auth.exchange_refusals_per_source)], now).await? {
+        let ev = ctx
+            .audit("anonymous", "auth.exchange", "token_exchange")
+            .outcome(Outcome::Denied)
+            .details(json!({ "reason": "rate_limited", "retry_after_secs": secs }));
+        st.store.append_audit(ev).await?;
+        return Err(ApiError::RateLimited { what: TOO_MANY_REFUSALS, retry_after_secs: secs });
+    }
     let ok = match check(&st, &req, now).await {
         Ok(ok) => ok,
         Err(Refusal { cause: Some(e), .. }) => return Err(e.into()),

@@ -210,6 +210,8 @@ pub(crate) fn context_for(
 ) -> DecisionContext {
     let mut c = DecisionContext::at(st.clock.now().millis());
     c.mfa = p.mfa;
+    c.acr = p.acr.clone();
+    c.amr = p.amr.clone();
     c.duration_secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     c.source_ip = source.to_string();
     c.ticket = ticket.to_string();

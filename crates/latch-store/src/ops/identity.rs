@@ -232,7 +232,7 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
     // One row per group membership (or one row with a NULL group).
     let rows = c.query(
         "SELECT s.id, s.principal_id, s.principal_kind, s.mfa,
-                COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled), g.name, s.expires_at
+                COALESCE(u.name, sp.name), COALESCE(u.disabled, sp.disabled), g.name, s.expires_at, s.acr, s.amr
          FROM sessions s
          LEFT JOIN users u ON s.principal_kind = 'user' AND u.id = s.principal_id
          LEFT JOIN service_principals sp ON s.principal_kind = 'service_principal' AND sp.id = s.principal_id
@@ -246,7 +246,8 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
         return Ok(None);
     };
     let Some(kind) = PrincipalKind::parse(&r.get::<String>(2)?) else { return Ok(None) };
-    let (session_id, id, mfa, expires_at) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(7)?);
+    let (session_id, id, mfa, expires_at, acr) = (r.get(0)?, r.get(1)?, r.get(3)?, r.get(7)?, r.get(8)?);
+    let amr = r.get::<String>(9)?.split_whitespace().map(str::to_string).collect();
     let mut groups = rows
         .iter()
         .map(|r| r.get::<Option<String>>(6))
@@ -255,7 +256,7 @@ fn resolve_session(c: &dyn Db, token_hash: &str, now: Timestamp) -> Result<Optio
         .flatten()
         .collect::<Vec<_>>();
     groups.sort();
-    Ok(Some((Principal { id, name, kind, groups, mfa, session_id }, expires_at)))
+    Ok(Some((Principal { id, name, kind, groups, mfa, session_id, acr, amr }, expires_at)))
 }
 
 /// Inserts a new session (the caller appends the audit event).

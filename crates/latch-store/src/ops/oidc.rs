@@ -151,6 +151,10 @@ impl OidcStore for SqlStore {
             out.user_name = user_name;
             let session = NewSession { principal_id: user_id, principal_kind: PrincipalKind::User, ..session };
             let s = insert_session(ctx, &session)?;
+            ctx.exec(
+                "UPDATE sessions SET acr = ?1, amr = ?2 WHERE id = ?3",
+                args![who.acr.clone(), who.amr.join(" "), s.id.clone()],
+            )?;
             ctx.audit(audit(&out))?;
             Ok((out, s))
         })
@@ -198,6 +202,8 @@ mod tests {
             username: name.into(),
             member_of: groups.iter().map(|g| g.to_string()).collect(),
             managed: vec!["eng".into(), "admins".into(), "ghost".into()],
+            acr: "urn:example:loa2".into(),
+            amr: vec!["pwd".into(), "otp".into()],
         }
     }
 
@@ -220,6 +226,9 @@ mod tests {
             (vec!["eng".to_string()], vec!["ghost".to_string()])
         );
         assert_eq!(s.principal_id, o.user_id);
+        // The provider's acr and amr stay with the session, for policy.
+        let p = store.authenticate("h-s1", now).await.unwrap().unwrap();
+        assert_eq!((p.acr.as_str(), p.amr.clone()), ("urn:example:loa2", vec!["pwd".to_string(), "otp".to_string()]));
         let alice = store.get_user("alice").await.unwrap().unwrap();
         assert!(alice.password_hash.is_none());
         // A group latch manages by hand stays; managed ones follow the IdP.

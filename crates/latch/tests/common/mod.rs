@@ -9,6 +9,7 @@
 //! (`pg.rs`); otherwise in SQLite in its data directory.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod pg;
 pub mod secrets;
 pub mod sshd;
