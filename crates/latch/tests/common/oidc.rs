@@ -51,7 +51,22 @@ impl Provider {
     }
 
     /// With extra environment, e.g. `DEVICE_FLOW=0`.
+    ///
+    /// Node has been seen to hang for good while starting (its main thread
+    /// waiting on a lock, before printing the issuer, in two runs at once on
+    /// a loaded machine): a provider that has not started within 30 s is
+    /// killed and started again, up to three times.
     pub fn start_with(accounts: &Value, env: &[(&str, &str)]) -> Provider {
+        for attempt in 1..=3 {
+            match Provider::try_start(accounts, env, std::time::Duration::from_secs(30)) {
+                Some(p) => return p,
+                None => eprintln!("the OpenID Provider did not start within 30 s (attempt {attempt}); starting it again"),
+            }
+        }
+        panic!("the OpenID Provider (node tests/support/oidc_provider.mjs) did not start in three attempts");
+    }
+
+    fn try_start(accounts: &Value, env: &[(&str, &str)], within: std::time::Duration) -> Option<Provider> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oidc_provider.mjs");
         let mut child = Command::new("node")
             .arg(script)
@@ -64,14 +79,23 @@ impl Provider {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
         let mut out = BufReader::new(child.stdout.take().unwrap());
-        out.read_line(&mut line).unwrap();
-        // Keep reading: a closed pipe would kill the provider at its next write.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep reading: a closed pipe would kill the provider at its next write.
+            std::io::copy(&mut out, &mut std::io::sink())
+        });
+        let Ok(line) = rx.recv_timeout(within) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
         let issuer =
             line.trim().strip_prefix("ISSUER=").unwrap_or_else(|| panic!("provider said {line:?}")).to_string();
-        Provider { child, issuer }
+        Some(Provider { child, issuer })
     }
 
     pub fn set_accounts(&self, accounts: &Value) {
