@@ -11,11 +11,63 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use common::oidc::{Browser, Provider, SECRET, absolute};
 use common::{BIN, Out, Server};
 use serde_json::{Value, json};
+
+/// `latch login --oidc corp -o json FLAGS…` running, its stderr read as it comes.
+struct Login {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    seen: String,
+}
+
+impl Login {
+    fn start(s: &Server, timeout: &str, flags: &[&str]) -> Login {
+        let mut child = Command::new(BIN)
+            .args(["login", "--oidc", "corp", "--timeout", timeout, "-o", "json"])
+            .args(flags)
+            .env("LATCH_ADDR", &s.addr)
+            .env_remove("LATCH_TOKEN")
+            .env_remove("LATCH_CACERT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        Login { child, stderr, seen: String::new() }
+    }
+
+    /// The next line of stderr, or None once it is closed.
+    fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        if self.stderr.read_line(&mut line).unwrap() == 0 {
+            return None;
+        }
+        self.seen.push_str(&line);
+        Some(line)
+    }
+
+    /// Waits for the CLI to end; everything it said.
+    fn finish(self) -> Out {
+        let Login { child, mut stderr, mut seen } = self;
+        let rest = std::thread::spawn(move || {
+            let mut t = String::new();
+            stderr.read_to_string(&mut t).unwrap();
+            t
+        });
+        let out = child.wait_with_output().unwrap();
+        seen.push_str(&rest.join().unwrap());
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: seen,
+        }
+    }
+}
 
 /// `latch login --oidc corp --no-device -o json`, signing in at the
 /// provider as `login` (with a second factor when `mfa`; `name@ACR` also
@@ -26,32 +78,12 @@ fn sign_in(s: &Server, p: &Provider, login: &str, mfa: bool) -> Out {
 
 /// [`sign_in`] with other `latch login` flags (none: the CLI picks the flow).
 fn sign_in_with(s: &Server, p: &Provider, login: &str, mfa: bool, flags: &[&str]) -> Out {
-    let mut child = Command::new(BIN)
-        .args(["login", "--oidc", "corp", "--timeout", "30s", "-o", "json"])
-        .args(flags)
-        .env("LATCH_ADDR", &s.addr)
-        .env_remove("LATCH_TOKEN")
-        .env_remove("LATCH_CACERT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
+    let mut cli = Login::start(s, "30s", flags);
     let url = loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            let out = child.wait_with_output().unwrap();
-            return Out {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: seen,
-            };
-        }
-        seen.push_str(&line);
-        if line.starts_with("http") {
-            break line.trim().to_string();
+        match cli.line() {
+            None => return cli.finish(),
+            Some(line) if line.starts_with("http") => break line.trim().to_string(),
+            Some(_) => {}
         }
     };
     assert!(url.starts_with(&format!("{}/auth?", p.issuer)), "{url}");
@@ -72,19 +104,7 @@ fn sign_in_with(s: &Server, p: &Provider, login: &str, mfa: bool, flags: &[&str]
     assert!(callback.starts_with("http://127.0.0.1:") && callback.contains("/callback?code="), "{callback}");
     let (status, _) = b.go("GET", &callback, None);
     assert_eq!(status, 200, "the CLI answers the browser");
-
-    let rest = std::thread::spawn(move || {
-        let mut t = String::new();
-        stderr.read_to_string(&mut t).unwrap();
-        t
-    });
-    let out = child.wait_with_output().unwrap();
-    seen.push_str(&rest.join().unwrap());
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: seen,
-    }
+    cli.finish()
 }
 
 const ROLE: &str = r#"name = "prod-db"
@@ -282,40 +302,16 @@ fn forged_or_replayed_callbacks_are_refused_and_audited() {
 /// CLI prints a code; the user enters it at the provider's pages and
 /// approves (signing in as `login`) or aborts.
 fn sign_in_device(s: &Server, p: &Provider, login: &str, approve: bool) -> Out {
-    let mut child = Command::new(BIN)
-        .args(["login", "--oidc", "corp", "--timeout", "60s", "-o", "json"])
-        .env("LATCH_ADDR", &s.addr)
-        .env_remove("LATCH_TOKEN")
-        .env_remove("LATCH_CACERT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
+    let mut cli = Login::start(s, "60s", &[]);
     let code = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the CLI printed no code: {seen}");
-        seen.push_str(&line);
+        let line = cli.line().unwrap_or_else(|| panic!("the CLI printed no code: {}", cli.seen));
         if let Some((_, code)) = line.trim().split_once("enter the code ") {
             break code.to_string();
         }
     };
-    assert!(seen.contains(&format!("{}/device", p.issuer)), "{seen}");
+    assert!(cli.seen.contains(&format!("{}/device", p.issuer)), "{}", cli.seen);
     p.answer_device_code(&code, login, approve);
-    let rest = std::thread::spawn(move || {
-        let mut t = String::new();
-        stderr.read_to_string(&mut t).unwrap();
-        t
-    });
-    let out = child.wait_with_output().unwrap();
-    seen.push_str(&rest.join().unwrap());
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: seen,
-    }
+    cli.finish()
 }
 
 #[test]

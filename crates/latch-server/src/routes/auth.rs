@@ -90,7 +90,10 @@ pub(crate) fn source_key(source: &str) -> String {
     format!("source:{source}")
 }
 
-const FAILED_LOGINS: &str = "too many failed attempts";
+/// A login refused while its identity or source is locked out.
+fn locked_out(retry_after_secs: u64) -> ApiError {
+    ApiError::RateLimited { what: "too many failed attempts", retry_after_secs }
+}
 
 /// Seconds until `identity` or `source` may try again, if either is locked.
 async fn limited(st: &AppState, identity: &str, source: &str, now: Timestamp) -> ApiResult<Option<u64>> {
@@ -188,14 +191,7 @@ pub async fn login(
     let target = attempted("user", &req.user);
     let bad = || ApiError::Unauthenticated("invalid user name or password".into());
     if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
-        return Err(refuse(
-            &st,
-            &ctx,
-            &target,
-            "rate_limited",
-            ApiError::RateLimited { what: FAILED_LOGINS, retry_after_secs: secs },
-        )
-        .await);
+        return Err(refuse(&st, &ctx, &target, "rate_limited", locked_out(secs)).await);
     }
     let user = match validate_name("user", &req.user) {
         Ok(()) => st.store.get_user(&req.user).await?,
@@ -290,14 +286,7 @@ pub async fn sp_login(
     let target = attempted("service_principal", &req.client_id);
     let bad = || ApiError::Unauthenticated("invalid client id or secret".into());
     if let Some(secs) = limited(&st, &target, &ctx.source, now).await? {
-        return Err(refuse(
-            &st,
-            &ctx,
-            &target,
-            "rate_limited",
-            ApiError::RateLimited { what: FAILED_LOGINS, retry_after_secs: secs },
-        )
-        .await);
+        return Err(refuse(&st, &ctx, &target, "rate_limited", locked_out(secs)).await);
     }
     let sp = match validate_name("service principal", &req.client_id) {
         Ok(()) => st.store.get_sp(&req.client_id).await?.filter(|sp| sp.id == req.client_id),

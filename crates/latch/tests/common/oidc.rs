@@ -99,7 +99,7 @@ impl Provider {
     }
 
     pub fn set_accounts(&self, accounts: &Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(true).build().into();
+        let agent = agent(true);
         agent.post(&format!("{}/test/accounts", self.issuer)).send_json(accounts).unwrap();
     }
 }
@@ -126,8 +126,7 @@ impl Browser {
 
     /// One request; returns the status, the Location header and the body.
     pub fn page(&mut self, method: &str, url: &str, form: Option<&str>) -> (u16, Option<String>, String) {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        let agent = agent(false);
         let mut req = ureq::http::Request::builder().method(method).uri(url);
         if !self.cookies.is_empty() {
             let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -173,7 +172,7 @@ pub fn hidden(html: &str, name: &str) -> String {
 impl Provider {
     /// Replaces the provider's signing key (a new kid; the old key is withdrawn); returns the new kid.
     pub fn rotate(&self) -> String {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(true).build().into();
+        let agent = agent(true);
         let v: Value =
             agent.post(&format!("{}/test/rotate", self.issuer)).send_empty().unwrap().body_mut().read_json().unwrap();
         v["kid"].as_str().unwrap().to_string()
@@ -186,7 +185,7 @@ impl Provider {
 
     /// [`Provider::ci_token`] for another resource (`https://elsewhere.test`: audience `elsewhere`).
     pub fn ci_token_for(&self, resource: &str) -> String {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(true).build().into();
+        let agent = agent(true);
         let basic = data_encoding::BASE64.encode(format!("ci:{SECRET}").as_bytes());
         let v: Value = agent
             .post(&format!("{}/token", self.issuer))
@@ -226,6 +225,17 @@ impl Provider {
         assert_eq!(status, 200, "{url}: {html}");
         assert!(html.contains("Sign-in Success"), "{url}: {html}");
     }
+}
+
+/// An HTTP client that never follows redirects and gives up after 30 s (a
+/// stuck provider fails the test instead of hanging it).
+fn agent(status_as_error: bool) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(status_as_error)
+        .max_redirects(0)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 /// Resolves a Location against the provider's origin.
