@@ -1,4 +1,4 @@
--- latch schema v10: what an OpenID Connect provider said about how a person
+-- latch schema v13: what an OpenID Connect provider said about how a person
 -- signed in, kept with the session so policy can ask (Cedar context.acr and
 -- context.amr). Empty for every other kind of session.
 

@@ -98,6 +98,11 @@ const MATRIX: &[Row] = &[
     ("GET /v1/auth/oidc",                                     "",                                [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/oidc/{provider}/start",                   "provider=oidc_provider",          [A, A, A, A, A, A, A, A, A]),
     ("POST /v1/auth/oidc/{provider}/callback",                "provider=oidc_provider",          [P, P, P, P, P, P, P, P, P]),
+    // the device grant: the matrix's provider offers none, so starting is refused on the merits
+    // (400, "use the browser redirect"); polling a handle latch never issued likewise
+    // (tests/oidc_login.rs signs in through a real one)
+    ("POST /v1/auth/oidc/{provider}/device",                  "provider=oidc_provider",          [P, P, P, P, P, P, P, P, P]),
+    ("POST /v1/auth/oidc/{provider}/device/poll",             "provider=oidc_provider",          [P, P, P, P, P, P, P, P, P]),
     // -- one's own session --
     ("GET /v1/auth/whoami",                                   "",                                [N, A, A, A, A, A, N, N, N]),
     ("POST /v1/auth/logout",                                  "fresh-session",                   [N, A, A, A, A, A, N, N, N]),
@@ -229,6 +234,7 @@ fn body(route: &str) -> Option<&'static str> {
         "POST /v1/auth/sp/login" => r#"{"client_id": "<sp_client_id>", "client_secret": "<sp_secret>"}"#,
         "POST /v1/auth/oidc/{provider}/start" => r#"{"redirect_uri": "http://127.0.0.1:9/callback"}"#,
         "POST /v1/auth/oidc/{provider}/callback" => r#"{"state": "never-issued", "code": "x"}"#,
+        "POST /v1/auth/oidc/{provider}/device/poll" => r#"{"handle": "never-issued"}"#,
         "POST /v1/auth/exchange" => {
             r#"{"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "<jwt>", "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}"#
         }

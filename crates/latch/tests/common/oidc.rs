@@ -60,7 +60,9 @@ impl Provider {
         for attempt in 1..=3 {
             match Provider::try_start(accounts, env, std::time::Duration::from_secs(30)) {
                 Some(p) => return p,
-                None => eprintln!("the OpenID Provider did not start within 30 s (attempt {attempt}); starting it again"),
+                None => {
+                    eprintln!("the OpenID Provider did not start within 30 s (attempt {attempt}); starting it again")
+                }
             }
         }
         panic!("the OpenID Provider (node tests/support/oidc_provider.mjs) did not start in three attempts");
