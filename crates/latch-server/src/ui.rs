@@ -216,7 +216,7 @@ async fn login(State(st): State<AppState>, ctx: Ctx, headers: HeaderMap, Form(f)
             set_session_cookie(&st, &mut r, &resp.0.token);
             r
         }
-        Err(e) => redirect(&format!("/ui/login?done={}", url_escape(&e.to_string()))),
+        Err(e) => redirect(&format!("/ui/login?done={}", crate::oidc::form_encode(&e.to_string()))),
     }
 }
 
@@ -325,7 +325,7 @@ async fn oidc_callback(
     let state = q.state.unwrap_or_default();
     let binding = cookie(&headers, OIDC_BINDING).unwrap_or_default();
     let failed = |e: ApiError| {
-        let mut r = redirect(&format!("/ui/login?done={}", url_escape(&e.to_string())));
+        let mut r = redirect(&format!("/ui/login?done={}", crate::oidc::form_encode(&e.to_string())));
         if let Some(c) = binding_cookie(&st, &p.name, "", 0) {
             r.headers_mut().append(SET_COOKIE, c);
         }
@@ -401,18 +401,6 @@ async fn logout(State(st): State<AppState>, ctx: Ctx, headers: HeaderMap, Form(f
     r
 }
 
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Acts as the signed-in user through the API's own handler; back to on-call with what happened.
 async fn act<F, Fut, T>(st: AppState, headers: HeaderMap, csrf: &str, done: &str, f: F) -> Response
 where
@@ -424,8 +412,8 @@ where
         return error_page(StatusCode::FORBIDDEN, why);
     }
     match f(p).await {
-        Ok(_) => redirect(&format!("/ui/oncall?done={}", url_escape(done))),
-        Err(e) => redirect(&format!("/ui/oncall?done={}", url_escape(&format!("refused: {e}")))),
+        Ok(_) => redirect(&format!("/ui/oncall?done={}", crate::oidc::form_encode(done))),
+        Err(e) => redirect(&format!("/ui/oncall?done={}", crate::oidc::form_encode(&format!("refused: {e}")))),
     }
 }
 
