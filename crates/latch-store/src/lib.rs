@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+mod chunk_files;
 pub mod migrations;
 pub mod model;
 mod ops;
@@ -245,7 +246,7 @@ pub trait RecordingStore: Send + Sync + 'static {
     /// Newest first.
     async fn list_recordings(&self, f: RecordingFilter) -> Result<Vec<Recording>>;
     /// Stores chunk `c.seq`: the next expected one is appended; one stored
-    /// before with the same digest is a [`ChunkOutcome::Duplicate`]; anything
+    /// before with the same content is a [`ChunkOutcome::Duplicate`]; anything
     /// else (a gap, different content, an ended recording) is a conflict
     /// naming the seq expected. Not audited one by one: see `end_recording`.
     async fn append_recording_chunk(&self, c: RecordingChunk) -> Result<ChunkOutcome>;

@@ -26,9 +26,10 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 12, name: "db_tls", sql: include_str!("../migrations/0012_db_tls.sql") },
     Migration { version: 13, name: "session_acr", sql: include_str!("../migrations/0013_session_acr.sql") },
+    Migration { version: 14, name: "recording_files", sql: include_str!("../migrations/0014_recording_files.sql") },
 ];
 
-pub const LATEST: i64 = 13;
+pub const LATEST: i64 = 14;
 
 pub const BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version    BIGINT PRIMARY KEY,

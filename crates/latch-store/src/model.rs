@@ -409,8 +409,6 @@ pub struct RecordingChunk {
     pub seq: i64,
     /// Event lines, each ending in `\n`.
     pub body: String,
-    /// Hex SHA-256 of `body`.
-    pub digest: String,
     pub events: i64,
     pub bytes: i64,
     pub first_time_us: i64,

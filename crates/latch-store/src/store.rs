@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use latch_core::{Clock, Histogram};
 
 use crate::cache::{Invalidation, ReadCache};
+use crate::chunk_files::ChunkFiles;
 use crate::postgres::{PgEngine, PgOptions};
 use crate::sql::Db;
 use crate::sqlite::SqliteEngine;
@@ -26,6 +27,9 @@ pub struct SqlStore {
     pub(crate) engine: Engine,
     /// Cached hot reads (see [`crate::cache`]).
     pub(crate) cache: Option<ReadCache>,
+    /// Where recording chunks go: files beside a SQLite database; `None`
+    /// keeps them in their rows (PostgreSQL, shared by every node).
+    pub(crate) chunk_files: Option<Arc<ChunkFiles>>,
     pub(crate) inv: Invalidation,
     jobs: Mutex<Option<Sender<Box<dyn Job>>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
@@ -50,7 +54,10 @@ impl SqlStore {
         // invalidations, so the feed is live from the start.
         let inv = Invalidation::default();
         inv.set_live(true);
-        Self::start(Engine::Sqlite(engine), reopen, conn, head, clock, inv, true)
+        let files = Arc::new(ChunkFiles::beside(path));
+        let mut store = Self::start(Engine::Sqlite(engine), reopen, conn, head, clock, inv, true)?;
+        store.chunk_files = Some(files);
+        Ok(store)
     }
 
     /// Connects to PostgreSQL at `dsn`, migrates (one node at a time) and
@@ -87,6 +94,7 @@ impl SqlStore {
         Ok(SqlStore {
             engine,
             cache,
+            chunk_files: None,
             inv: store_inv,
             jobs: Mutex::new(Some(tx)),
             writer_thread: Mutex::new(Some(handle)),

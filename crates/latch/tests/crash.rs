@@ -1,6 +1,6 @@
 //! Crash consistency: a mixed load (auto-approved requests, requests that
 //! need two approvals and their approvals, token issues, revocations, user
-//! creations) runs against a real server from several client threads, and
+//! creations, session recordings started and appended to) runs against a real server from several client threads, and
 //! the server is killed with SIGKILL at a random moment while requests are in
 //! flight — many times, on one data directory (SQLite) or database
 //! (PostgreSQL), so state accumulates across rounds.
@@ -9,7 +9,9 @@
 //! that reached the client) is present; nothing is half-applied (states of
 //! requests, grants, approvals and tokens agree with each other and with the
 //! audit events committed beside them); `latch audit verify` passes; and
-//! grants still expire through the sweeper once the clock passes their end.
+//! grants still expire through the sweeper once the clock passes their end;
+//! every acknowledged recording chunk reads back byte for byte, and a chunk
+//! in doubt, sent again as a gateway would, is taken once.
 //!
 //! Kill points and operation choices come from a small PRNG. The base seed is
 //! printed; rerun with `LATCH_CRASH_SEED=N` to repeat a run's choices (thread
@@ -51,6 +53,8 @@ approvers = ["group:leads"]
 [credentials.token]
 audiences = ["https://ops.internal"]
 max_ttl = "20m"
+[credentials.ssh]
+principals = ["ops"]
 "#,
     ),
     (
@@ -65,6 +69,8 @@ approvers = ["group:leads"]
 [credentials.token]
 audiences = ["https://ops.internal"]
 max_ttl = "20m"
+[credentials.ssh]
+principals = ["ops"]
 "#,
     ),
 ];
@@ -110,6 +116,10 @@ struct Acks {
     revoked: BTreeMap<String, Vec<String>>,
     /// Revocations sent, acknowledged or not: their grant may be revoked or active.
     revoke_sent: BTreeSet<String>,
+    /// recording id → (chunks acknowledged, round started)
+    recordings: BTreeMap<String, (i64, usize)>,
+    /// recording id → the seq of a chunk sent and never answered
+    chunks_in_doubt: BTreeMap<String, i64>,
     /// Requests whose fate the client never learned (one per thread per kill).
     in_doubt: Vec<InDoubt>,
     /// Non-2xx answers (none are expected).
@@ -140,6 +150,8 @@ impl Acks {
         self.tokens.extend(o.tokens);
         self.revoked.extend(o.revoked);
         self.revoke_sent.extend(o.revoke_sent);
+        self.recordings.extend(o.recordings);
+        self.chunks_in_doubt.extend(o.chunks_in_doubt);
         self.in_doubt.extend(o.in_doubt);
         self.refused.extend(o.refused);
         self.ops += o.ops;
@@ -207,6 +219,17 @@ fn id_of(v: &Value) -> String {
     v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_string()
 }
 
+/// Chunk `seq` of recording `rec`: what a gateway sends, a few KiB of
+/// terminal output naming the recording and chunk on every line.
+fn chunk_events(rec: &str, seq: i64) -> String {
+    let pad = "x".repeat(60);
+    (0..40).map(|i| format!("[{seq}.{i:03}, \"o\", \"{rec} chunk {seq} line {i} {pad}\\r\\n\"]\n")).collect()
+}
+
+fn chunk_body(rec: &str, seq: i64) -> Value {
+    json!({"seq": seq, "events": chunk_events(rec, seq)})
+}
+
 /// One load thread: its own requester, shared approvers and administrator.
 fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &AtomicBool) -> Acks {
     let mut rng = Rng(seed);
@@ -216,6 +239,9 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
     let mut live: Vec<String> = Vec::new();
     // Approval-flow requests still pending: id, approvals acknowledged so far.
     let mut pending: Vec<(String, usize)> = Vec::new();
+    // This round's recordings of this thread (id, next seq), and the grants they are under.
+    let mut recs: Vec<(String, i64)> = Vec::new();
+    let mut recorded: BTreeSet<String> = BTreeSet::new();
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
@@ -233,9 +259,20 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
                 me,
                 json!({"role": "ops-two", "duration": "1h", "reason": format!("change r{round} t{t} #{n}")}),
             ),
-            45..70 if !live.is_empty() => {
+            45..58 if !live.is_empty() => {
                 let g = &live[rng.below(live.len() as u64) as usize];
                 ("token", "POST", format!("/v1/grants/{g}/token"), me, json!({"ttl": "15m"}))
+            }
+            58..70 if live.iter().any(|g| !recorded.contains(g)) && (recs.is_empty() || rng.below(4) == 0) => {
+                let g = live.iter().find(|g| !recorded.contains(*g)).unwrap().clone();
+                recorded.insert(g.clone());
+                let body = json!({"grant_id": g, "target": "db1", "login": "ops", "kind": "shell",
+                                  "width": 120, "height": 40});
+                ("record-start", "POST", "/v1/recordings".to_string(), me, body)
+            }
+            58..70 if !recs.is_empty() => {
+                let (id, seq) = &recs[rng.below(recs.len() as u64) as usize];
+                ("chunk", "POST", format!("/v1/recordings/{id}/chunks"), me, chunk_body(id, *seq))
             }
             70..85 if !live.is_empty() => {
                 let g = live.remove(rng.below(live.len() as u64) as usize);
@@ -277,6 +314,20 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
                     (format!("SELECT COUNT(*) FROM tokens WHERE grant_id = '{g}'"), known)
                 }
                 "revoke" => (format!("SELECT COUNT(*) FROM grants WHERE id = '{}' AND state = 'revoked'", seg(3)), 0),
+                "record-start" => {
+                    (format!("SELECT COUNT(*) FROM recordings WHERE grant_id = {}", sql_str(&body["grant_id"])), 0)
+                }
+                "chunk" => {
+                    let seq = body["seq"].as_i64().unwrap();
+                    acks.chunks_in_doubt.insert(seg(3), seq);
+                    (
+                        format!(
+                            "SELECT COUNT(*) FROM recording_chunks WHERE recording_id = '{}' AND seq = {seq}",
+                            seg(3)
+                        ),
+                        0,
+                    )
+                }
                 "user" => (format!("SELECT COUNT(*) FROM users WHERE name = {}", sql_str(&body["name"])), 0),
                 _ => (format!("SELECT COUNT(*) FROM access_requests WHERE reason = {}", sql_str(&body["reason"])), 0),
             };
@@ -323,6 +374,18 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
                 grant_id: v["grant_id"].as_str().unwrap().to_string(),
                 round,
             }),
+            "record-start" => {
+                let id = id_of(&v);
+                acks.recordings.insert(id.clone(), (0, round));
+                recs.push((id, 0));
+            }
+            "chunk" => {
+                let id = v["recording"]["id"].as_str().unwrap();
+                assert_eq!(v["duplicate"], false, "{v}");
+                let next = v["next_seq"].as_i64().unwrap();
+                acks.recordings.get_mut(id).unwrap().0 = next;
+                recs.iter_mut().find(|(r, _)| r == id).unwrap().1 = next;
+            }
             "revoke" => {
                 let jtis = v["tokens_revoked"].as_array().unwrap().iter().map(|j| j.as_str().unwrap().to_string());
                 acks.revoked.insert(id_of(&v["grant"]), jtis.collect());
@@ -491,6 +554,45 @@ fn check_acknowledged(srv: &Server, acks: &Acks, round: usize) {
     }
 }
 
+/// Check 1b: every acknowledged chunk of every recording reads back byte for
+/// byte, in order, with nothing else; a chunk in doubt is stored whole or
+/// not at all.
+fn check_recordings(srv: &Server, acks: &Acks) {
+    for (id, (acked, r)) in &acks.recordings {
+        let (status, v) = srv.http("GET", &format!("/v1/recordings/{id}"), Some(&srv.token), None);
+        assert_eq!(status, 200, "acknowledged recording {id} (round {r}) lost: {v}");
+        let stored = v["chunks"].as_i64().unwrap();
+        let doubt = acks.chunks_in_doubt.get(id) == Some(acked);
+        assert!(
+            stored == *acked || (doubt && stored == acked + 1),
+            "recording {id}: {stored} chunks, {acked} acknowledged"
+        );
+        let (status, _, cast) = srv.http_raw("GET", &format!("/v1/recordings/{id}/cast"), Some(&srv.token), None, &[]);
+        assert_eq!(status, 200, "{cast}");
+        let events = cast.split_once('\n').map_or("", |(_, rest)| rest);
+        let want: String = (0..stored).map(|seq| chunk_events(id, seq)).collect();
+        assert!(events == want, "recording {id}: the {stored} stored chunks do not read back as sent");
+    }
+}
+
+/// What a gateway does after an outage: sends the chunk it never saw
+/// answered again (once stored, a duplicate), then the next one. On SQLite
+/// the next one is written over whatever the killed commit left in the file.
+fn resume_recordings(srv: &Server, acks: &mut Acks) -> usize {
+    let in_doubt = std::mem::take(&mut acks.chunks_in_doubt);
+    let n = in_doubt.len();
+    for (id, seq) in in_doubt {
+        let (status, v) =
+            srv.http("POST", &format!("/v1/recordings/{id}/chunks"), Some(&srv.token), Some(&chunk_body(&id, seq)));
+        assert_eq!(status, 200, "chunk {seq} of {id} sent again: {v}");
+        let (status, v) =
+            srv.http("POST", &format!("/v1/recordings/{id}/chunks"), Some(&srv.token), Some(&chunk_body(&id, seq + 1)));
+        assert_eq!((status, &v["duplicate"]), (200, &json!(false)), "chunk {} of {id}: {v}", seq + 1);
+        acks.recordings.get_mut(&id).unwrap().0 = seq + 2;
+    }
+    n
+}
+
 /// Check 2: nothing half-applied. The stored requests, approvals, grants and
 /// tokens agree with each other, and with the audit events that commit
 /// beside them (one event per state change, none without its change).
@@ -551,6 +653,7 @@ fn check_consistent(srv: &Server, user_baseline: &BTreeSet<String>) -> usize {
     let mut expired_events = Vec::new();
     let mut approved = BTreeSet::new();
     let mut user_events = BTreeSet::new();
+    let mut recording_events = BTreeSet::new();
     for e in events.iter().filter(|e| e["outcome"] == "success") {
         let d = &e["details"];
         let target = e["target"].as_str().unwrap();
@@ -577,6 +680,9 @@ fn check_consistent(srv: &Server, user_baseline: &BTreeSet<String>) -> usize {
             "user.create" => {
                 user_events.insert(target.strip_prefix("user:").unwrap().to_string());
             }
+            "recording.start" => {
+                assert!(recording_events.insert(target.strip_prefix("recording:").unwrap().to_string()), "{e}");
+            }
             _ => {}
         }
     }
@@ -594,6 +700,8 @@ fn check_consistent(srv: &Server, user_baseline: &BTreeSet<String>) -> usize {
     diff("requests", &set(&requests, &|_| true), &created_requests);
     diff("grants", &set(&grants, &|_| true), &created_grants);
     diff("tokens", &set(&tokens, &|_| true), &issued);
+    let recordings = rows(srv, "SELECT id FROM recordings");
+    diff("recordings", &set(&recordings, &|_| true), &recording_events);
     let approvals_set: BTreeSet<String> = approvals.iter().map(|a| format!("{}/{}", a[0], a[1])).collect();
     diff("approvals", &approvals_set, &approved.iter().map(|(r, a)| format!("{r}/{a}")).collect());
     let revoked_set: BTreeSet<String> = revoked_events.iter().cloned().collect();
@@ -690,6 +798,8 @@ fn acknowledged_changes_survive_sigkill_and_nothing_is_half_applied() {
     let mut offset_secs = 0;
     // In-doubt changes found applied and not applied after restarts.
     let mut doubt_totals = (0, 0);
+    // Chunks in doubt at a kill, sent again after the restart.
+    let mut chunks_resent = 0;
 
     for round in 0..rounds {
         let t0 = Instant::now();
@@ -751,6 +861,9 @@ fn acknowledged_changes_survive_sigkill_and_nothing_is_half_applied() {
         doubt_totals.0 += applied;
         doubt_totals.1 += in_doubt.len() - applied;
         check_acknowledged(&srv, &acks, round);
+        check_recordings(&srv, &acks);
+        chunks_resent += resume_recordings(&srv, &mut acks);
+        check_recordings(&srv, &acks);
         let events = check_consistent(&srv, &user_baseline);
         let report = check_audit(&srv);
         let expired = check_expiry(&srv, &acks, round);
@@ -770,13 +883,16 @@ fn acknowledged_changes_survive_sigkill_and_nothing_is_half_applied() {
     check_consistent(&srv, &user_baseline);
     check_audit(&srv);
     println!(
-        "crash test: {} users, {} grants, {} approval requests, {} tokens, {} revocations acknowledged; \
-         in doubt at the kills: {} applied, {} not; {:.1} s",
+        "crash test: {} users, {} grants, {} approval requests, {} tokens, {} revocations, \
+         {} recordings with {} chunks acknowledged ({} chunks in doubt sent again); in doubt at the kills: {} applied, {} not; {:.1} s",
         acks.users.len(),
         acks.grants.len(),
         acks.requests.len(),
         acks.tokens.len(),
         acks.revoked.len(),
+        acks.recordings.len(),
+        acks.recordings.values().map(|(n, _)| n).sum::<i64>(),
+        chunks_resent,
         doubt_totals.0,
         doubt_totals.1,
         started.elapsed().as_secs_f64()

@@ -457,7 +457,6 @@ pub async fn append(
     let chunk = RecordingChunk {
         recording_id: r.id,
         seq: req.seq,
-        digest: latch_crypto::hex(&latch_crypto::sha256(parsed.body.as_bytes())),
         body: parsed.body,
         events: parsed.events,
         bytes: parsed.bytes,

@@ -436,22 +436,17 @@ impl DbCredStore for SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use latch_core::{Clock, ManualClock, PrincipalKind, RequestState};
+    use latch_core::{Clock, ManualClock};
 
     use super::*;
     use crate::{JitStore, Store};
 
-    fn ev(action: &str) -> AuditDraft {
-        AuditDraft::new("test", action, "t")
-    }
+    use crate::ops::test_support::{ev, grant};
 
     async fn open() -> (tempfile::TempDir, SqlStore, ManualClock) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let store = SqlStore::open_sqlite(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
+        let (dir, store, clock) = crate::ops::test_support::open();
         let conn = DbConnection {
             name: "app".into(),
             host: "127.0.0.1".into(),
@@ -468,55 +463,6 @@ mod tests {
         let dup = store.create_db_connection(conn, ev("db.connection.create")).await.unwrap_err();
         assert!(dup.to_string().contains("already exists"), "{dup}");
         (dir, store, clock)
-    }
-
-    /// An active grant `id` of one hour for alice.
-    async fn grant(store: &SqlStore, clock: &ManualClock, id: &str) -> Timestamp {
-        let now = clock.now();
-        let req = AccessRequest {
-            id: format!("req_{id}"),
-            requester_id: "usr_alice".into(),
-            requester_kind: PrincipalKind::User,
-            requester_name: "alice".into(),
-            role: "app".into(),
-            reason: "r".into(),
-            ticket: String::new(),
-            duration_ms: 3_600_000,
-            state: RequestState::Active,
-            breakglass: false,
-            approvals_required: 0,
-            policy_hash: "h".into(),
-            context: json!({}),
-            decision: json!({}),
-            created_at: now,
-            pending_until: now.plus(Duration::from_secs(3600)),
-            decided_at: None,
-            decided_by: None,
-            decision_note: None,
-            grant_id: None,
-            reviewed_at: None,
-            reviewed_by: None,
-            review_comment: None,
-            approvals: Vec::new(),
-        };
-        let g = Grant {
-            id: id.into(),
-            request_id: req.id.clone(),
-            principal_id: "usr_alice".into(),
-            principal_kind: PrincipalKind::User,
-            principal_name: "alice".into(),
-            role: "app".into(),
-            breakglass: false,
-            starts_at: now,
-            expires_at: now.plus(Duration::from_secs(3600)),
-            state: GrantState::Active,
-            ended_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-        };
-        let end = g.expires_at;
-        store.create_request(req, Some(g), ev("request.create")).await.unwrap();
-        end
     }
 
     fn cred(lease: &str, grant: &str, expires_at: Timestamp, now: Timestamp) -> DbCredential {

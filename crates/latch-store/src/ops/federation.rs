@@ -125,24 +125,16 @@ impl FederationStore for SqlStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use latch_core::{Clock, ManualClock, PrincipalKind};
+    use latch_core::{Clock, PrincipalKind};
 
     use super::*;
     use crate::Store;
 
-    fn open() -> (tempfile::TempDir, SqlStore, ManualClock) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let store = SqlStore::open_sqlite(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
-        (dir, store, clock)
-    }
+    use crate::ops::test_support::open;
 
-    fn ev(action: &str) -> AuditDraft {
-        AuditDraft::new("test", action, "t")
-    }
+    use crate::ops::test_support::ev;
 
     fn session(id: &str, sp_id: &str, expires_at: Timestamp) -> NewSession {
         NewSession {

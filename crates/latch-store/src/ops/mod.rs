@@ -11,3 +11,5 @@ mod recordings;
 mod secrets;
 pub(crate) mod ssh;
 mod stats;
+#[cfg(test)]
+pub(crate) mod test_support;

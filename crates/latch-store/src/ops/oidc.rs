@@ -166,21 +166,15 @@ impl OidcStore for SqlStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::sync::Arc;
     use std::time::Duration;
 
     use latch_audit::AuditDraft;
-    use latch_core::{Clock, ManualClock};
+    use latch_core::Clock;
 
     use super::*;
     use crate::Store;
 
-    fn open() -> (tempfile::TempDir, SqlStore, ManualClock) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let store = SqlStore::open_sqlite(&dir.path().join("t.db"), Arc::new(clock.clone())).unwrap();
-        (dir, store, clock)
-    }
+    use crate::ops::test_support::open;
 
     fn session(id: &str, now: Timestamp) -> NewSession {
         NewSession {
