@@ -677,9 +677,13 @@ fn tokens_the_real_oidc_provider_minted_are_exchanged_once_and_every_tampering_i
 
     // Tampered: a changed signature, changed claims under the provider's signature.
     let fresh = p.ci_token();
+    // The signature's first character, not its last: the last one of an RS256
+    // signature carries 2 bits and 4 that must be zero, so changing it to 'B'
+    // made the token malformed base64url, not a bad signature (1 run in 4).
+    let at = fresh.rfind('.').unwrap() + 1;
     let mut sig = fresh.clone();
-    let last = sig.pop().unwrap();
-    sig.push(if last == 'A' { 'B' } else { 'A' });
+    let first = if fresh[at..].starts_with('A') { "B" } else { "A" };
+    sig.replace_range(at..at + 1, first);
     assert_eq!(refused(&s, &sig).0, "signature");
     let mut claims = claims_of(&fresh);
     claims["client_id"] = "someone-else".into();

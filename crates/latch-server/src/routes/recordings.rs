@@ -309,7 +309,35 @@ pub struct Parsed {
 
 /// One event line as sent: `[time, code, data]`.
 #[derive(Deserialize)]
-struct WireEvent<'a>(f64, #[serde(borrow)] std::borrow::Cow<'a, str>, #[serde(borrow)] std::borrow::Cow<'a, str>);
+struct WireEvent<'a>(f64, #[serde(borrow)] std::borrow::Cow<'a, str>, Data);
+
+/// As much of an event's data as the checks need: its length, and the text
+/// only when it is short enough to be a resize (`COLSxROWS`). Output is
+/// escaped JSON (every newline is), and decoding it into a string of its own
+/// for every event would copy each recorded byte once more.
+struct Data {
+    len: usize,
+    short: Option<String>,
+}
+
+/// The longest resize, `2000x2000`, with room to say what is wrong with a longer one.
+const SHORT_DATA: usize = 32;
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Data;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Data, E> {
+                Ok(Data { len: s.len(), short: (s.len() <= SHORT_DATA).then(|| s.to_string()) })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 /// Checks every line of `events`; the first bad one is named, nothing is kept.
 ///
@@ -351,21 +379,24 @@ pub fn parse_events(events: String) -> ApiResult<Parsed> {
                     return Err(bad("not a JSON array of 3 elements".into()));
                 };
                 let data = data.as_str().ok_or_else(|| bad("the data is not a string".into()))?;
-                (t.as_f64(), code.clone(), std::borrow::Cow::Owned(data.to_string()))
+                (t.as_f64(), code.clone(), Data { len: data.len(), short: Some(data.to_string()) })
             }
         };
         let t = t.filter(|t| t.is_finite() && (0.0..=MAX_TIME_SECS).contains(t));
         let t = t.ok_or_else(|| bad("the time is not a number of seconds from 0".into()))?;
         match code.as_str() {
-            Some("o" | "i") => out.bytes += i64::try_from(data.len()).unwrap_or(i64::MAX),
+            Some("o" | "i") => out.bytes += i64::try_from(data.len).unwrap_or(i64::MAX),
             Some("r") => {
-                let size =
-                    data.split_once('x').and_then(|(w, h)| Some((w.parse::<i64>().ok()?, h.parse::<i64>().ok()?)));
+                let size = data.short.as_deref().and_then(|d| {
+                    d.split_once('x').and_then(|(w, h)| Some((w.parse::<i64>().ok()?, h.parse::<i64>().ok()?)))
+                });
                 match size {
                     Some((w, h)) if (1..=MAX_SIDE).contains(&w) && (1..=MAX_SIDE).contains(&h) => {}
                     _ => {
+                        let given =
+                            data.short.map_or_else(|| format!("{} bytes of text", data.len), |d| format!("{d:?}"));
                         return Err(bad(format!(
-                            "a resize must be \"COLSxROWS\" with 1 to {MAX_SIDE} each, not {data:?}"
+                            "a resize must be \"COLSxROWS\" with 1 to {MAX_SIDE} each, not {given}"
                         )));
                     }
                 }
@@ -603,5 +634,16 @@ mod tests {
             let p = parse_events(odd.into()).unwrap();
             assert_eq!((p.body.as_str(), p.events), (normal, 2), "{odd:?}");
         }
+    }
+
+    #[test]
+    fn escaped_data_counts_its_decoded_bytes_and_a_long_resize_is_named_by_its_size() {
+        let out = format!("[0.1, \"o\", \"{}\"]\n", "ab\\r\\n\\u00e9".repeat(1000));
+        assert_eq!(parse_events(out).unwrap().bytes, 6000, "a, b, CR, LF and the two bytes of é, 1000 times");
+        let long = format!("[0.1, \"r\", \"{}\"]\n", "9".repeat(40));
+        let err = parse_events(long).err().unwrap().to_string();
+        assert!(err.contains("not 40 bytes of text"), "{err}");
+        let err = parse_events("[0.1, \"r\", \"80x\\n\"]\n".into()).err().unwrap().to_string();
+        assert!(err.contains(r#"not "80x\n""#), "{err}");
     }
 }
