@@ -11,6 +11,7 @@ use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::{Certificate, PrivateKey, PublicKey};
 use russh::server::{Auth, Msg as ServerMsg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Pty, client};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -189,6 +190,20 @@ async fn reply(ch: &mut Channel<client::Msg>, early: &mut Vec<ChannelMsg>, what:
     }
 }
 
+/// A channel's data writer, kept for the channel's life.
+///
+/// Why not `ChannelWriteHalf::data`: it copies through `tokio::io::copy`'s
+/// 8 KiB buffer, so every 32 KiB packet from the target left as four SSH
+/// packets, each encrypted, framed and parsed by the user's client on its
+/// own; measured, the client then spent most of a bulk transfer in the
+/// kernel. Writing whole buffers sends packets as large as the peer allows.
+fn writer<S>(ch: &ChannelWriteHalf<S>, ext: Option<u32>) -> std::pin::Pin<Box<dyn AsyncWrite + Send>>
+where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    Box::pin(ch.make_writer_ext(ext))
+}
+
 /// Target → user: everything recorded before it is shown.
 async fn to_user(
     mut up: ChannelReadHalf,
@@ -199,6 +214,7 @@ async fn to_user(
     mut kill: watch::Receiver<Option<String>>,
 ) {
     let mut early = early.into_iter();
+    let (mut out, mut err) = (writer(&down, None), writer(&down, Some(1)));
     loop {
         let msg = match early.next() {
             Some(m) => Some(m),
@@ -213,9 +229,10 @@ async fn to_user(
             },
         };
         let result = match msg {
-            Some(ChannelMsg::Data { data }) => forward(&recorder, &data, |d| down.data(d)).await,
+            Some(ChannelMsg::Data { data }) => forward(&recorder, &data, &mut out).await,
+            Some(ChannelMsg::ExtendedData { data, ext: 1 }) => forward(&recorder, &data, &mut err).await,
             Some(ChannelMsg::ExtendedData { data, ext }) => {
-                forward(&recorder, &data, |d| down.extended_data(ext, d)).await
+                forward(&recorder, &data, &mut writer(&down, Some(ext))).await
             }
             Some(ChannelMsg::Eof) => down.eof().await.map_err(|e| e.to_string()),
             Some(ChannelMsg::ExitStatus { exit_status }) => {
@@ -238,20 +255,19 @@ async fn to_user(
     // Dropping the recorder (here and in `to_target`) ends the recording.
 }
 
-async fn forward<'a, F, Fut>(recorder: &Recorder, data: &'a Bytes, send: F) -> Result<(), String>
-where
-    F: FnOnce(&'a [u8]) -> Fut,
-    Fut: std::future::Future<Output = Result<(), russh::Error>>,
-{
+async fn forward(recorder: &Recorder, data: &Bytes, to: &mut (impl AsyncWrite + Unpin)) -> Result<(), String> {
     recorder.output(data.clone()).await.map_err(|e| e.to_string())?;
-    send(&data[..]).await.map_err(|e| format!("cannot write to the user: {e}"))
+    to.write_all(data).await.map_err(|e| format!("cannot write to the user: {e}"))
 }
 
 /// User → target.
 async fn to_target(mut down: ChannelReadHalf, up: ChannelWriteHalf<client::Msg>, recorder: Recorder) {
+    let mut to = writer(&up, None);
     while let Some(msg) = down.wait().await {
         let ok = match msg {
-            ChannelMsg::Data { data } => recorder.input(data.clone()).await.is_ok() && up.data(&data[..]).await.is_ok(),
+            ChannelMsg::Data { data } => {
+                recorder.input(data.clone()).await.is_ok() && to.write_all(&data).await.is_ok()
+            }
             ChannelMsg::Eof => up.eof().await.is_ok(),
             ChannelMsg::WindowChange { col_width, row_height, pix_width, pix_height } => {
                 recorder.resize(col_width.max(1), row_height.max(1)).await.is_ok()
@@ -273,9 +289,10 @@ async fn splice(down: Channel<ServerMsg>, up: Channel<client::Msg>) {
     let (mut dr, dw) = down.split();
     let (mut ur, uw) = up.split();
     let a = async move {
+        let mut to = writer(&uw, None);
         while let Some(m) = dr.wait().await {
             match m {
-                ChannelMsg::Data { data } if uw.data(&data[..]).await.is_ok() => {}
+                ChannelMsg::Data { data } if to.write_all(&data).await.is_ok() => {}
                 ChannelMsg::Eof => {
                     let _ = uw.eof().await;
                 }
@@ -286,9 +303,10 @@ async fn splice(down: Channel<ServerMsg>, up: Channel<client::Msg>) {
         let _ = uw.close().await;
     };
     let b = async move {
+        let mut to = writer(&dw, None);
         while let Some(m) = ur.wait().await {
             match m {
-                ChannelMsg::Data { data } if dw.data(&data[..]).await.is_ok() => {}
+                ChannelMsg::Data { data } if to.write_all(&data).await.is_ok() => {}
                 ChannelMsg::Eof => {
                     let _ = dw.eof().await;
                 }
