@@ -160,3 +160,37 @@ fn secrets_without_a_lifetime_never_expire_and_show_so() {
     let out = s.cli(&["sp", "list"]).ok().stdout;
     assert!(out.contains("SECRET_EXPIRES_AT") && out.contains("batch"), "{out}");
 }
+
+#[test]
+fn a_session_never_outlives_the_secret_it_was_opened_with() {
+    let mut s = Server::start();
+    admin_password(&s);
+    let created = s.cli(&["sp", "create", "short", "--secret-lifetime", "2h", "-o", "json"]).ok().json();
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap().to_string();
+    let secret_end = created["service_principal"]["secret_expires_at"].as_str().unwrap().to_string();
+
+    // Early in the secret's life the session gets its usual TTL (1h)...
+    let early = sp_login(&s, &id, &secret).ok().json();
+    assert_ne!(early["expires_at"], secret_end.as_str(), "{early}");
+    // ...ten minutes before its end, only those ten minutes.
+    advance(&mut s, "110m");
+    let late = sp_login(&s, &id, &secret).ok().json();
+    assert_eq!(late["expires_at"], secret_end.as_str(), "{late}");
+    let token = late["token"].as_str().unwrap().to_string();
+    s.cli_as(&token, &["whoami"], None).ok();
+
+    // The previous secret of a rolling rotation bounds its sessions the same way.
+    let rolled = s.cli(&["sp", "rotate", "short", "--overlap", "5m", "-o", "json"]).ok().json();
+    let overlap_end = rolled["service_principal"]["previous_secret_expires_at"].as_str().unwrap().to_string();
+    let previous = sp_login(&s, &id, &secret).ok().json();
+    assert_eq!(previous["expires_at"], overlap_end.as_str(), "{previous}");
+    let previous_token = previous["token"].as_str().unwrap().to_string();
+
+    advance(&mut s, "6m");
+    assert_eq!(s.cli_as(&previous_token, &["whoami"], None).code, 1, "the overlap is over");
+    s.cli_as(&token, &["whoami"], None).ok();
+    advance(&mut s, "5m");
+    assert_eq!(s.cli_as(&token, &["whoami"], None).code, 1, "the secret it was opened with has expired");
+    session(&s, &id, rolled["client_secret"].as_str().unwrap());
+}

@@ -140,20 +140,33 @@ async fn refuse(st: &AppState, ctx: &Ctx, target: &str, reason: &str, err: ApiEr
     }
 }
 
+/// How a caller proved who they are, and what that proof bounds.
+struct Proof<'a> {
+    /// For the audit event: `password`, `password+totp`, `client_secret`, …
+    method: &'a str,
+    mfa: bool,
+    /// The TOTP step used, so it cannot be used again.
+    totp_step: Option<i64>,
+    /// When the credential itself stops being valid: no session opened with
+    /// it outlives it (a service principal's expiring secret).
+    not_after: Option<Timestamp>,
+}
+
 async fn open_session(
     st: &AppState,
     ctx: &Ctx,
     principal: (&str, &str, PrincipalKind),
-    mfa: bool,
-    totp_step: Option<i64>,
-    method: &str,
+    proof: Proof<'_>,
     throttle_key: &str,
 ) -> ApiResult<LoginResponse> {
     let (id, name, kind) = principal;
+    let Proof { method, mfa, totp_step, not_after } = proof;
     let ttl = match kind {
         PrincipalKind::User => st.auth.session_ttl,
         PrincipalKind::ServicePrincipal => st.auth.sp_session_ttl,
     };
+    let end = st.clock.now().plus(ttl);
+    let expires_at = not_after.map_or(end, |t| t.min(end));
     let token: Secret = new_token("lts")?;
     let session = NewSession {
         id: new_id("ses")?,
@@ -162,7 +175,7 @@ async fn open_session(
         principal_kind: kind,
         mfa,
         source: ctx.source.clone(),
-        expires_at: st.clock.now().plus(ttl),
+        expires_at,
         clears_failures: Some(throttle_key.to_string()),
     };
     let target = format!("{}:{name}", kind.as_str());
@@ -240,7 +253,8 @@ pub async fn login(
     };
 
     let method = if mfa { "password+totp" } else { "password" };
-    match open_session(&st, &ctx, (&user.id, &user.name, PrincipalKind::User), mfa, step, method, &target).await {
+    let proof = Proof { method, mfa, totp_step: step, not_after: None };
+    match open_session(&st, &ctx, (&user.id, &user.name, PrincipalKind::User), proof, &target).await {
         Ok(resp) => Ok(Json(resp)),
         // Lost a race with another login using the same code.
         Err(ApiError::Conflict(_)) => {
@@ -294,9 +308,15 @@ pub async fn sp_login(
     };
     let secret = Secret::new(req.client_secret);
     let presented = token_hash(secret.expose());
-    let (sp, method) = match sp.map(|sp| (sp_secret_state(&sp, &presented, now), sp)) {
-        Some((SpSecret::Current, sp)) if !sp.disabled => (sp, "client_secret"),
-        Some((SpSecret::Previous, sp)) if !sp.disabled => (sp, "client_secret_previous"),
+    let (sp, method, not_after) = match sp.map(|sp| (sp_secret_state(&sp, &presented, now), sp)) {
+        Some((SpSecret::Current, sp)) if !sp.disabled => {
+            let until = sp.secret_expires_at;
+            (sp, "client_secret", until)
+        }
+        Some((SpSecret::Previous, sp)) if !sp.disabled => {
+            let until = sp.previous_secret_expires_at;
+            (sp, "client_secret_previous", until)
+        }
         Some((SpSecret::Expired(at), sp)) if !sp.disabled => {
             // The caller proved it holds the secret: telling it why is safe, and saves a debugging session.
             let msg = format!(
@@ -315,9 +335,8 @@ pub async fn sp_login(
             return Err(fail(&st, &ctx, &target, reason, bad()).await);
         }
     };
-    let resp =
-        open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), false, None, method, &target)
-            .await?;
+    let proof = Proof { method, mfa: false, totp_step: None, not_after };
+    let resp = open_session(&st, &ctx, (&sp.id, &sp.name, PrincipalKind::ServicePrincipal), proof, &target).await?;
     Ok(Json(resp))
 }
 
