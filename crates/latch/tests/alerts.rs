@@ -36,12 +36,7 @@ fn setup(extra: &[&str]) -> (Server, tempfile::TempDir) {
     }
     s.create_user("alice", PW, &["eng", "oncall"]);
     s.create_user("mallory", PW, &[]);
-    let bundle = tmp.path().join("policy");
-    std::fs::create_dir_all(bundle.join("roles")).unwrap();
-    std::fs::create_dir_all(bundle.join("policies")).unwrap();
-    std::fs::write(bundle.join("roles/ops.toml"), OPS).unwrap();
-    std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/ops.toml", OPS), ("policies/main.cedar", POLICIES)]);
     (s, tmp)
 }
 

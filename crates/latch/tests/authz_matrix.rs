@@ -426,12 +426,7 @@ fn setup() -> Fixture {
     call(&s, "POST", "/v1/users/dave/disable", &admin, Value::Null);
     assert_eq!(s.http("POST", "/v1/auth/logout", Some(&fay), None).0, 204);
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("roles/ops.toml"), ROLE).unwrap();
-    std::fs::write(dir.path().join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/ops.toml", ROLE), ("policies/main.cedar", POLICIES)]);
     let bundle = json!({ "roles/ops.toml": ROLE, "policies/main.cedar": POLICIES });
 
     let mut res: HashMap<String, String> = HashMap::new();

@@ -399,15 +399,6 @@ fn load(c: &Client, s: &Sessions, t: usize, round: usize, seed: u64, stop: &Atom
     acks
 }
 
-fn write_bundle(dir: &Path) {
-    std::fs::create_dir_all(dir.join("roles")).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    for (path, text) in ROLES {
-        std::fs::write(dir.join(path), text).unwrap();
-    }
-    std::fs::write(dir.join("policies/main.cedar"), POLICIES).unwrap();
-}
-
 fn login(srv: &Server, user: &str) -> String {
     let (status, v) = srv.http("POST", "/v1/auth/login", None, Some(&json!({"user": user, "password": PW})));
     assert_eq!(status, 200, "login {user}: {v}");
@@ -760,7 +751,7 @@ fn check_expiry(srv: &Server, acks: &Acks, round: usize) -> usize {
     live.len()
 }
 
-fn setup(srv: &mut Server, dir: &Path) {
+fn setup(srv: &mut Server) {
     for g in ["eng", "leads"] {
         srv.cli(&["group", "create", g]).ok();
     }
@@ -771,9 +762,7 @@ fn setup(srv: &mut Server, dir: &Path) {
         srv.create_user(l, PW, &["leads"]);
     }
     srv.create_user("boss", PW, &["admins"]);
-    let bundle = dir.join("policy");
-    write_bundle(&bundle);
-    srv.cli(&["apply", bundle.to_str().unwrap()]).ok();
+    srv.apply_bundle(&[ROLES, &[("policies/main.cedar", POLICIES)]].concat());
     srv.token = login(srv, "boss");
 }
 
@@ -792,7 +781,7 @@ fn acknowledged_changes_survive_sigkill_and_nothing_is_half_applied() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut srv = Server::start_in(&data, EXTRA);
-    setup(&mut srv, tmp.path());
+    setup(&mut srv);
     let user_baseline: BTreeSet<String> = srv.sql("SELECT name FROM users").into_iter().collect();
     let mut acks = Acks::default();
     let mut offset_secs = 0;

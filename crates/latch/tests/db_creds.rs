@@ -160,14 +160,12 @@ impl Setup {
         s.create_user("alice", PW, &["eng"]);
         s.create_user("erin", PW, &["eng"]);
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("policy");
-        std::fs::create_dir_all(bundle.join("roles")).unwrap();
-        std::fs::create_dir_all(bundle.join("policies")).unwrap();
-        std::fs::write(bundle.join("roles/app-db.toml"), APP_ROLE).unwrap();
-        std::fs::write(bundle.join("roles/orphan-db.toml"), ORPHAN_ROLE).unwrap();
-        std::fs::write(bundle.join("roles/read-logs.toml"), LOGS_ROLE).unwrap();
-        std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-        s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+        s.apply_bundle(&[
+            ("roles/app-db.toml", APP_ROLE),
+            ("roles/orphan-db.toml", ORPHAN_ROLE),
+            ("roles/read-logs.toml", LOGS_ROLE),
+            ("policies/main.cedar", POLICIES),
+        ]);
         let t = Target::new();
         let pwfile = dir.path().join("admin.pw");
         std::fs::write(&pwfile, format!("{}\n", t.admin_pw)).unwrap();

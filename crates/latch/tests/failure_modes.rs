@@ -17,7 +17,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,14 +62,12 @@ permit(principal in Group::"dba-leads", action == Action::"approve", resource ==
 permit(principal in Group::"oncall", action == Action::"breakglass", resource == Role::"prod-db");
 "#;
 
-fn apply_bundle(s: &Server, dir: &Path) {
-    let bundle = dir.join("policy");
-    std::fs::create_dir_all(bundle.join("roles")).unwrap();
-    std::fs::create_dir_all(bundle.join("policies")).unwrap();
-    std::fs::write(bundle.join("roles/prod-db.toml"), PROD_DB).unwrap();
-    std::fs::write(bundle.join("roles/read-logs.toml"), READ_LOGS).unwrap();
-    std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+fn apply_roles(s: &Server) {
+    s.apply_bundle(&[
+        ("roles/prod-db.toml", PROD_DB),
+        ("roles/read-logs.toml", READ_LOGS),
+        ("policies/main.cedar", POLICIES),
+    ]);
 }
 
 fn json_as(s: &Server, token: &str, args: &[&str]) -> Value {
@@ -166,7 +163,7 @@ fn f1_with_no_approver_reachable_on_call_breaks_glass_flagged_audited_alerted_an
     }
     s.create_user("alice", PW, &["eng"]);
     s.create_user("olga", PW, &["eng", "oncall"]);
-    apply_bundle(&s, dir.path());
+    apply_roles(&s);
     let alice = s.login("alice", PW, None).unwrap();
     let olga = s.login("olga", PW, None).unwrap();
 
@@ -277,7 +274,7 @@ fn f5_no_issued_secret_reaches_a_log_the_audit_export_stderr_or_an_error_body() 
     s.cli(&["group", "create", "eng"]).ok();
     s.create_user("alice", PW, &["eng"]);
     s.create_user("bob", "bob's first password", &["eng"]);
-    apply_bundle(&s, dir.path());
+    apply_roles(&s);
     let mut issued: Vec<(&str, String)> = vec![("bootstrap token", s.token.clone()), ("password", PW.into())];
 
     // Passwords: wrong, changed; sessions.

@@ -92,14 +92,12 @@ impl Setup {
         s.cli(&["group", "create", "ssh-gateways"]).ok();
         s.create_user("alice", PW, &["eng"]);
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("policy");
-        std::fs::create_dir_all(bundle.join("roles")).unwrap();
-        std::fs::create_dir_all(bundle.join("policies")).unwrap();
-        for (name, body) in [("ops-ssh", OPS), ("tunnel", TUNNEL), ("db-ssh", DB)] {
-            std::fs::write(bundle.join(format!("roles/{name}.toml")), body).unwrap();
-        }
-        std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-        s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+        s.apply_bundle(&[
+            ("roles/ops-ssh.toml", OPS),
+            ("roles/tunnel.toml", TUNNEL),
+            ("roles/db-ssh.toml", DB),
+            ("policies/main.cedar", POLICIES),
+        ]);
         let alice = s.login("alice", PW, None).unwrap();
         let ca_pub = dir.path().join("ca.pub");
         std::fs::write(&ca_pub, s.cli(&["ssh", "ca"]).ok().stdout).unwrap();

@@ -42,12 +42,7 @@ fn setup(s: &Server) -> (String, String) {
     s.cli(&["group", "create", "eng"]).ok();
     s.cli(&["group", "create", "leads"]).ok();
     s.create_user("alice", PW, &["eng"]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("roles/ops.toml"), ROLE).unwrap();
-    std::fs::write(dir.path().join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/ops.toml", ROLE), ("policies/main.cedar", POLICIES)]);
     let alice = s.login("alice", PW, None).unwrap();
     let out =
         s.cli_as(&alice, &["request", "ops", "--for", "1h", "--reason", "deploy", "-o", "json"], None).ok().json();

@@ -83,12 +83,8 @@ forbid(principal in Group::"interns", action, resource);
 "#;
 
 fn write_bundle(dir: &Path, policies: &str) {
-    std::fs::create_dir_all(dir.join("roles")).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    for (path, text) in ROLES {
-        std::fs::write(dir.join(path), text).unwrap();
-    }
-    std::fs::write(dir.join("policies/main.cedar"), policies).unwrap();
+    common::write_bundle(dir, ROLES);
+    common::write_bundle(dir, &[("policies/main.cedar", policies)]);
 }
 
 /// A server with the bundle applied and users: alice, erin (eng); lead (leads);

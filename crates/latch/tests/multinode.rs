@@ -53,8 +53,8 @@ permit(principal in Group::"dba-leads", action == Action::"approve", resource ==
 
 struct Nodes {
     nodes: Vec<Server>,
-
-    tmp: tempfile::TempDir,
+    /// Holds the nodes' data directories.
+    _tmp: tempfile::TempDir,
 }
 
 impl Nodes {
@@ -69,7 +69,7 @@ impl Nodes {
             copy_keys(&tmp.path().join("a"), &data);
             nodes.push(Server::start_node(&data, &db, &[]));
         }
-        let n = Nodes { nodes, tmp };
+        let n = Nodes { nodes, _tmp: tmp };
         let a = &n.nodes[0];
         for g in ["eng", "leads", "dba-leads"] {
             a.cli(&["group", "create", g]).ok();
@@ -79,13 +79,11 @@ impl Nodes {
         {
             a.create_user(u, PW, gs);
         }
-        let bundle = n.tmp.path().join("policy");
-        std::fs::create_dir_all(bundle.join("roles")).unwrap();
-        std::fs::create_dir_all(bundle.join("policies")).unwrap();
-        std::fs::write(bundle.join("roles/read-logs.toml"), READ_LOGS).unwrap();
-        std::fs::write(bundle.join("roles/prod-db.toml"), PROD_DB).unwrap();
-        std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-        let applied = a.cli(&["apply", bundle.to_str().unwrap(), "-o", "json"]).ok().json();
+        let applied = a.apply_bundle(&[
+            ("roles/read-logs.toml", READ_LOGS),
+            ("roles/prod-db.toml", PROD_DB),
+            ("policies/main.cedar", POLICIES),
+        ]);
         let hash = applied["hash"].as_str().unwrap().to_string();
         // Every node follows the version applied on one.
         for i in 0..3 {

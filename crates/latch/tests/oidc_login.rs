@@ -171,13 +171,7 @@ mfa_acr = ["urn:latch:test:loa2"]
     for g in ["eng", "dbas", "leads"] {
         s.cli(&["group", "create", g]).ok();
     }
-    let dir = tmp.path().join("policy");
-    std::fs::create_dir_all(dir.join("roles")).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::write(dir.join("roles/prod-db.toml"), ROLE).unwrap();
-    std::fs::write(dir.join("roles/reports.toml"), REPORTS).unwrap();
-    std::fs::write(dir.join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", dir.to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/prod-db.toml", ROLE), ("roles/reports.toml", REPORTS), ("policies/main.cedar", POLICIES)]);
     (tmp, s)
 }
 

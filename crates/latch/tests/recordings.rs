@@ -44,7 +44,6 @@ struct Setup {
     alice: String,
     bob: String,
     grant: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Setup {
@@ -54,18 +53,15 @@ impl Setup {
         s.cli(&["group", "create", "leads"]).ok();
         s.create_user("alice", PW, &["eng"]);
         s.create_user("bob", PW, &["eng"]);
-        let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("policy");
-        std::fs::create_dir_all(bundle.join("roles")).unwrap();
-        std::fs::create_dir_all(bundle.join("policies")).unwrap();
-        std::fs::write(bundle.join("roles/ops-ssh.toml"), ROLE).unwrap();
-        std::fs::write(bundle.join("roles/read-logs.toml"), LOGS_ROLE).unwrap();
-        std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-        s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+        s.apply_bundle(&[
+            ("roles/ops-ssh.toml", ROLE),
+            ("roles/read-logs.toml", LOGS_ROLE),
+            ("policies/main.cedar", POLICIES),
+        ]);
         let alice = s.login("alice", PW, None).unwrap();
         let bob = s.login("bob", PW, None).unwrap();
         let grant = grant_of(&s, &alice, "ops-ssh");
-        Setup { s, alice, bob, grant, _dir: dir }
+        Setup { s, alice, bob, grant }
     }
 
     /// Starts a recording as `token`; returns status and body.

@@ -407,12 +407,7 @@ fn a_role_bound_secret_is_read_only_under_a_grant_and_rotated_when_the_grant_end
     let s = Server::start();
     s.cli(&["group", "create", "eng"]).ok();
     s.create_user("alice", "correct horse battery", &["eng"]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("roles/prod-db.toml"), DB_ROLE).unwrap();
-    std::fs::write(dir.path().join("policies/main.cedar"), ELIGIBLE).unwrap();
-    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/prod-db.toml", DB_ROLE), ("policies/main.cedar", ELIGIBLE)]);
     let alice = s.login("alice", "correct horse battery", None).unwrap();
     enable_kv(&s, "secret");
     let password = secret_value("prod-db");
@@ -516,14 +511,9 @@ fn a_rotation_period_rotates_role_secrets_when_nobody_has_them_checked_out() {
     let s = Server::start();
     s.cli(&["group", "create", "eng"]).ok();
     s.create_user("alice", "correct horse battery", &["eng"]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
     let role =
         DB_ROLE.replace("rotate_on_end = [\"password\"]", "rotate_on_end = [\"password\"]\nrotation_period = \"1h\"");
-    std::fs::write(dir.path().join("roles/prod-db.toml"), role).unwrap();
-    std::fs::write(dir.path().join("policies/main.cedar"), ELIGIBLE).unwrap();
-    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/prod-db.toml", &role), ("policies/main.cedar", ELIGIBLE)]);
     enable_kv(&s, "secret");
     put(&s, "prod/db/main", json!({ "user": "app", "password": secret_value("scheduled") }));
     let version = || vault(&s, "GET", "/v1/secret/metadata/prod/db/main", None).1["data"]["current_version"].clone();

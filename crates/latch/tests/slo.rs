@@ -100,12 +100,7 @@ fn scenario(s: &mut Server) -> Ids {
     s.create_user("lead", PW, &["leads"]);
     s.create_user("bob", PW, &["metrics-readers"]);
     call(s, "POST", "/v1/service-principals", &boot, json!({ "name": "ci", "groups": ["eng"] }));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("roles")).unwrap();
-    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
-    std::fs::write(dir.path().join("roles/ops.toml"), OPS).unwrap();
-    std::fs::write(dir.path().join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", dir.path().to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/ops.toml", OPS), ("policies/main.cedar", POLICIES)]);
 
     // 91 days before the window's end: a break-glass use (reviewed), outside a 30-day window.
     let alice = s.login("alice", PW, None).unwrap();

@@ -59,13 +59,11 @@ impl Setup {
         s.create_user("alice", PW, &["eng"]);
         s.create_user("erin", PW, &["eng"]);
         let dir = tempfile::tempdir().unwrap();
-        let bundle = dir.path().join("policy");
-        std::fs::create_dir_all(bundle.join("roles")).unwrap();
-        std::fs::create_dir_all(bundle.join("policies")).unwrap();
-        std::fs::write(bundle.join("roles/ops-ssh.toml"), ROLE).unwrap();
-        std::fs::write(bundle.join("roles/read-logs.toml"), LOGS_ROLE).unwrap();
-        std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-        s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+        s.apply_bundle(&[
+            ("roles/ops-ssh.toml", ROLE),
+            ("roles/read-logs.toml", LOGS_ROLE),
+            ("policies/main.cedar", POLICIES),
+        ]);
         let alice = s.login("alice", PW, None).unwrap();
         let ca = s.cli(&["ssh", "ca"]).ok().stdout;
         assert!(ca.starts_with("ssh-ed25519 AAAA") && ca.trim_end().ends_with("latch-user-ca"), "{ca}");

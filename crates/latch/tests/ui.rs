@@ -40,12 +40,7 @@ fn setup() -> (Server, tempfile::TempDir, String) {
     s.cli(&["group", "create", "leads"]).ok();
     s.create_user("alice", PW, &["eng"]);
     s.create_user("lead", PW, &["leads", "admins"]);
-    let bundle = tmp.path().join("policy");
-    std::fs::create_dir_all(bundle.join("roles")).unwrap();
-    std::fs::create_dir_all(bundle.join("policies")).unwrap();
-    std::fs::write(bundle.join("roles/prod.toml"), ROLE).unwrap();
-    std::fs::write(bundle.join("policies/main.cedar"), POLICIES).unwrap();
-    s.cli(&["apply", bundle.to_str().unwrap()]).ok();
+    s.apply_bundle(&[("roles/prod.toml", ROLE), ("policies/main.cedar", POLICIES)]);
     let alice = s.login("alice", PW, None).unwrap();
     let reason = "<script>alert(1)</script> db migration";
     let out = s.cli_as(&alice, &["request", "prod", "--for", "1h", "--reason", reason, "-o", "json"], None).ok();

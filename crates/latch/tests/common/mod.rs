@@ -172,6 +172,15 @@ impl Server {
         run_cli(&self.addr, token, args, stdin)
     }
 
+    /// Applies a policy bundle of `files` (`("roles/ops.toml", text)`,
+    /// `("policies/main.cedar", text)`, …) with `latch apply`, as the
+    /// bootstrap admin; returns what apply printed (`-o json`).
+    pub fn apply_bundle(&self, files: &[(&str, &str)]) -> Value {
+        let dir = tempfile::tempdir().unwrap();
+        write_bundle(dir.path(), files);
+        self.cli(&["apply", dir.path().to_str().unwrap(), "-o", "json"]).ok().json()
+    }
+
     /// A user with a password, in the given groups; returns nothing.
     pub fn create_user(&self, name: &str, password: &str, groups: &[&str]) {
         let mut args = vec!["user", "create", name, "--password-stdin"];
@@ -346,6 +355,15 @@ fn unique(p: &Path) -> PathBuf {
 
 /// Polls until `f` holds or 10 s pass, for work the server does on wall time
 /// (background jobs); never a fixed sleep.
+/// Writes a policy bundle: each `(relative path, text)` of `files` under `dir`.
+pub fn write_bundle(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
 pub fn eventually(what: &str, f: impl FnMut() -> bool) {
     eventually_within(what, Duration::from_secs(10), f);
 }
