@@ -322,7 +322,7 @@ fn describe(e: &tokio_postgres::Error, secrets: &[&str]) -> TargetError {
 
 /// One connection to a target, with latch's timeouts. `disable` speaks
 /// plain text; `prefer` uses TLS when the server offers it; `require` and
-/// `verify-full` insist on it. TLS is always verified (see [`crate::db_tls`]).
+/// `verify-full` insist on it. TLS is always verified (see [`latch_store::pg_tls`]).
 pub async fn connect(conn: &DbConnection, password: &str) -> Result<tokio_postgres::Client, TargetError> {
     let port =
         u16::try_from(conn.port).map_err(|_| TargetError::Config(format!("port {} is out of range", conn.port)))?;
@@ -343,7 +343,8 @@ pub async fn connect(conn: &DbConnection, password: &str) -> Result<tokio_postgr
             tokio::time::timeout(CONNECT_TIMEOUT, cfg.connect(NoTls)).await.map_err(|_| timed_out())?.map(run)
         }
         mode => {
-            let tls = crate::db_tls::TargetTls::new(conn.ca_cert.as_deref()).map_err(TargetError::Config)?;
+            let tls = latch_store::pg_tls::VerifiedTls::new(conn.ca_cert.as_deref(), "ca_cert")
+                .map_err(TargetError::Config)?;
             cfg.ssl_mode(if mode == "prefer" {
                 tokio_postgres::config::SslMode::Prefer
             } else {

@@ -13,7 +13,6 @@ pub mod barrier;
 pub mod checkin;
 pub mod config;
 pub mod db_creds;
-pub mod db_tls;
 pub mod error;
 pub mod extract;
 pub mod issuer_keys;

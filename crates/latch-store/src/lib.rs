@@ -25,6 +25,7 @@ mod chunk_files;
 pub mod migrations;
 pub mod model;
 mod ops;
+pub mod pg_tls;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

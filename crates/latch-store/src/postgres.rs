@@ -34,6 +34,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
+use crate::pg_tls::VerifiedTls;
+
 use crate::cache::Invalidation;
 use crate::migrations::{BOOKKEEPING, LATEST, MIGRATIONS};
 use crate::sql::{Db, Row, Value, dollar_placeholders};
@@ -120,8 +122,21 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    fn connect(cfg: &postgres::Config) -> Result<Self> {
-        let client = cfg.connect(NoTls).map_err(pg_err)?;
+    fn connect(dial: &Dial) -> Result<Self> {
+        let client = match &dial.tls {
+            None => dial.cfg.connect(NoTls),
+            Some(tls) => dial.cfg.connect(tls.clone()),
+        };
+        let client = client.map_err(|e| match &dial.tls {
+            // Say which certificate was not trusted, not only that TLS failed.
+            Some(_) if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("certificate")) => {
+                StoreError::Backend(format!(
+                    "the database's TLS certificate is not trusted ({e}): give the CA that signed it as \
+                     sslrootcert=FILE in the storage URL"
+                ))
+            }
+            _ => pg_err(e),
+        })?;
         Ok(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) })
     }
 
@@ -204,8 +219,88 @@ impl TxConn for PgTx {
     }
 }
 
-fn parse_config(dsn: &str, opts: &PgOptions) -> Result<postgres::Config> {
-    let mut cfg = postgres::Config::from_str(dsn)
+/// How to reach the database: the driver's settings and, when the URL asks
+/// for TLS, a verified TLS connector.
+#[derive(Clone)]
+pub(crate) struct Dial {
+    cfg: postgres::Config,
+    tls: Option<VerifiedTls>,
+}
+
+/// The storage URL's TLS options, taken out of it: the driver knows only
+/// `sslmode=disable|prefer|require` and no `sslrootcert`, while a libpq
+/// user writes `sslmode=verify-full&sslrootcert=/etc/latch/db-ca.pem`.
+/// Every mode but `disable` (the default) verifies the certificate and the
+/// host name (so `verify-ca` is refused rather than made stricter): see
+/// [`crate::pg_tls`]. Returns the URL left for the driver, the mode, and
+/// the CA file.
+fn take_tls_options(dsn: &str) -> Result<(String, String, Option<String>)> {
+    let (mut mode, mut root) = (None, None);
+    let mut take = |key: &str, value: &str| -> Result<bool> {
+        match key {
+            "sslmode" => {
+                // verify-ca is refused, not taken as verify-full: latch always checks the host name.
+                let known = ["disable", "prefer", "require", "verify-full"];
+                if !known.contains(&value) {
+                    return Err(StoreError::Backend(format!(
+                        "sslmode={value} is not offered: use verify-full (with sslrootcert=FILE), require, \
+                         prefer or disable (every mode but disable verifies the certificate and the host name)"
+                    )));
+                }
+                mode = Some(value.to_string());
+            }
+            "sslrootcert" => root = Some(value.to_string()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    let rest = if let Some((base, query)) = dsn.split_once('?').filter(|_| dsn.contains("://")) {
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if !take(k, &percent_decode(v))? {
+                kept.push(pair);
+            }
+        }
+        if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) }
+    } else if dsn.contains("://") {
+        dsn.to_string()
+    } else {
+        let mut kept = Vec::new();
+        for word in dsn.split_whitespace() {
+            let (k, v) = word.split_once('=').unwrap_or((word, ""));
+            if !take(k, v.trim_matches('\''))? {
+                kept.push(word);
+            }
+        }
+        kept.join(" ")
+    };
+    Ok((rest, mode.unwrap_or_else(|| "disable".into()), root))
+}
+
+/// `%XX` escapes of a URL query value (a CA file's path may hold some).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
+    while i < b.len() {
+        let hex = (b[i] == b'%').then(|| v.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_config(dsn: &str, opts: &PgOptions) -> Result<Dial> {
+    let (rest, mode, root) = take_tls_options(dsn)?;
+    let mut cfg = postgres::Config::from_str(&rest)
         .map_err(|e| StoreError::Backend(format!("storage: not a valid PostgreSQL connection string: {e}")))?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(opts.connect_timeout);
@@ -213,7 +308,33 @@ fn parse_config(dsn: &str, opts: &PgOptions) -> Result<postgres::Config> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("latch");
     }
-    Ok(cfg)
+    let tls = match mode.as_str() {
+        "disable" => {
+            if root.is_some() {
+                return Err(StoreError::Backend(
+                    "sslrootcert is given but sslmode is disable: say sslmode=verify-full to use TLS".into(),
+                ));
+            }
+            cfg.ssl_mode(postgres::config::SslMode::Disable);
+            None
+        }
+        mode => {
+            let pem = match &root {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| StoreError::Backend(format!("cannot read sslrootcert {path}: {e}")))?,
+                ),
+                None => None,
+            };
+            let what = root.as_ref().map_or_else(|| "the public roots".to_string(), |p| format!("sslrootcert {p}"));
+            let tls = VerifiedTls::new(pem.as_deref(), &what)
+                .map_err(|e| StoreError::Backend(format!("TLS to the database: {e}")))?;
+            let required = mode != "prefer";
+            cfg.ssl_mode(if required { postgres::config::SslMode::Require } else { postgres::config::SslMode::Prefer });
+            Some(tls)
+        }
+    };
+    Ok(Dial { cfg, tls })
 }
 
 /// Drops clients on a thread of their own: a client blocks while closing,
@@ -265,7 +386,7 @@ fn migrate_locked(conn: &PgConn, clock: &dyn Clock) -> Result<()> {
 
 /// PostgreSQL's half of a [`crate::SqlStore`].
 pub(crate) struct PgEngine {
-    cfg: postgres::Config,
+    cfg: Dial,
     idle: Arc<Mutex<Vec<PgConn>>>,
     permits: Arc<tokio::sync::Semaphore>,
     leader: Arc<AtomicBool>,
@@ -366,7 +487,7 @@ impl PgEngine {
 /// The leader loop: hold the advisory lock on a dedicated session; check it
 /// (and the session) every `poll`; give leadership up the moment the
 /// session is in doubt.
-fn lead(cfg: &postgres::Config, leader: &AtomicBool, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
+fn lead(cfg: &Dial, leader: &AtomicBool, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
     let mut conn: Option<PgConn> = None;
     loop {
         let holds = match conn.as_ref() {
@@ -404,7 +525,7 @@ fn lead(cfg: &postgres::Config, leader: &AtomicBool, poll: Duration, stop: &std:
 /// epoch on each), and reconcile with the counter every `poll` in case a
 /// notification was lost. While the connection is down the feed is not live
 /// and caches are bypassed.
-fn listen(cfg: &postgres::Config, inv: &Invalidation, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
+fn listen(cfg: &Dial, inv: &Invalidation, poll: Duration, stop: &std::sync::mpsc::Receiver<()>) {
     let mut conn: Option<PgConn> = None;
     let mut seen: Option<i64> = None;
     loop {
@@ -471,4 +592,50 @@ fn listen(cfg: &postgres::Config, inv: &Invalidation, poll: Duration, stop: &std
     }
     inv.set_live(false);
     drop(conn);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn libpq_tls_options_are_taken_out_of_the_storage_url() {
+        let (rest, mode, root) = take_tls_options(
+            "postgres://latch:pw@db:5432/latch?sslmode=verify-full&sslrootcert=%2Fetc%2Flatch%2Fca.pem&application_name=n1",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://latch:pw@db:5432/latch?application_name=n1");
+        assert_eq!((mode.as_str(), root.as_deref()), ("verify-full", Some("/etc/latch/ca.pem")));
+        let (rest, mode, root) = take_tls_options("postgres://latch@db/latch?sslmode=require").unwrap();
+        assert_eq!((rest.as_str(), mode.as_str(), root), ("postgres://latch@db/latch", "require", None));
+        let (rest, mode, _) = take_tls_options("postgres://latch@db/latch").unwrap();
+        assert_eq!((rest.as_str(), mode.as_str()), ("postgres://latch@db/latch", "disable"));
+        let (rest, mode, root) =
+            take_tls_options("host=db sslmode=verify-full sslrootcert='/ca.pem' dbname=latch").unwrap();
+        assert_eq!(
+            (rest.as_str(), mode.as_str(), root.as_deref()),
+            ("host=db dbname=latch", "verify-full", Some("/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn tls_options_that_cannot_work_are_refused_before_connecting() {
+        let opts = PgOptions::default();
+        let err = |dsn: &str| parse_config(dsn, &opts).err().unwrap().to_string();
+        assert!(err("postgres://db/latch?sslmode=allow").contains("sslmode=allow is not offered"));
+        assert!(err("postgres://db/latch?sslmode=verify-ca").contains("sslmode=verify-ca is not offered"));
+        assert!(err("postgres://db/latch?sslrootcert=/ca.pem").contains("sslmode is disable"));
+        let missing = err("postgres://db/latch?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
+        assert!(missing.contains("cannot read sslrootcert /nonexistent/ca.pem"), "{missing}");
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("ca.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let bad = err(&format!("postgres://db/latch?sslmode=verify-full&sslrootcert={}", junk.display()));
+        assert!(bad.contains("holds no certificate"), "{bad}");
+        let dial = parse_config("postgres://db/latch?sslmode=verify-full", &opts).unwrap();
+        assert!(dial.tls.is_some(), "the public roots");
+        assert!(parse_config("postgres://db/latch", &opts).unwrap().tls.is_none());
+    }
 }

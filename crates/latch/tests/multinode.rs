@@ -308,3 +308,49 @@ fn operator_migrate_prepares_a_database_ahead_of_a_rollout() {
     let bad = run_cli("", "", &["operator", "migrate", "--storage", "mysql://x"], None);
     assert_eq!(bad.code, 2, "{bad:?}");
 }
+
+#[test]
+fn storage_connections_use_verified_tls_and_an_untrusted_certificate_stops_the_node() {
+    // Every node of these tests reaches the database with
+    // `sslmode=verify-full&sslrootcert=…` (see `pg::Cluster::dsn`).
+    let n = Nodes::start();
+    let db: String = n.nodes[0].sql("SELECT current_database()")[0].clone();
+    let ssl = |encrypted: bool| -> usize {
+        pg::cluster().psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+                 WHERE datname = '{db}' AND application_name = 'latch' AND ssl = {encrypted}"
+            ),
+        )[0]
+        .parse()
+        .unwrap()
+    };
+    assert!(ssl(true) >= 3, "each node's connections are encrypted: {}", ssl(true));
+    assert_eq!(ssl(false), 0, "no plain-text connection from latch");
+
+    // The cluster's certificate is signed by a CA of its own, not a public
+    // root: a node told to verify against the public roots does not start,
+    // and says what to give it.
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = pg::cluster().plain_dsn(&db);
+    for (dsn, says) in [
+        (format!("{plain}?sslmode=require"), "TLS certificate is not trusted"),
+        (
+            format!("{plain}?sslmode=verify-full&sslrootcert=/nonexistent.pem"),
+            "cannot read sslrootcert /nonexistent.pem",
+        ),
+        (format!("{plain}?sslmode=allow"), "sslmode=allow is not offered"),
+    ] {
+        // `timeout`: a node that wrongly started would otherwise hang the test.
+        let out = Command::new("timeout")
+            .args(["60", common::BIN, "server", "--dev", "--listen", "127.0.0.1:0", "--storage", &dsn, "--data"])
+            .arg(tmp.path())
+            .env_remove("LATCH_STORAGE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{dsn}: {stderr}");
+        assert!(!stderr.contains(&plain), "the password is not echoed: {stderr}");
+    }
+}

@@ -140,7 +140,7 @@ pub async fn create_connection(
         if pem.len() > 64 * 1024 {
             return Err(ApiError::BadRequest("ca_cert is longer than 64 KiB".into()));
         }
-        crate::db_tls::TargetTls::new(Some(pem)).map_err(ApiError::BadRequest)?;
+        latch_store::pg_tls::VerifiedTls::new(Some(pem), "ca_cert").map_err(ApiError::BadRequest)?;
     }
     if st.store.db_connection(&req.name).await?.is_some() {
         return Err(ApiError::Conflict(format!(

@@ -195,8 +195,15 @@ impl Cluster {
             .expect("start the PostgreSQL watchdog");
     }
 
-    /// The URL of database `db` (the password is a throwaway of this cluster).
+    /// The URL of database `db`, over TLS verified against the cluster's CA
+    /// (the password is a throwaway of this cluster): latch's storage and
+    /// `psql` both connect this way.
     pub fn dsn(&self, db: &str) -> String {
+        format!("{}?sslmode=verify-full&sslrootcert={}", self.plain_dsn(db), self.dir.join("ca.crt").display())
+    }
+
+    /// The URL of database `db` without TLS options.
+    pub fn plain_dsn(&self, db: &str) -> String {
         format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password, self.port)
     }
 
