@@ -275,6 +275,15 @@ impl Barrier {
         Ok(Rewrapped { secrets: self.rewrap_secrets(store).await?, issuer_keys, db_passwords })
     }
 
+    /// What still waits for a re-wrap under master key version `active`, by kind.
+    pub async fn pending_rewrap(store: &dyn Store, active: u32) -> Result<Rewrapped, ApiError> {
+        Ok(Rewrapped {
+            secrets: store.keys_to_rewrap(i64::from(active), 100_000).await?.len() as u64,
+            issuer_keys: crate::issuer_keys::to_rewrap(store, active).await?,
+            db_passwords: crate::db_creds::passwords_to_rewrap(store, active).await?,
+        })
+    }
+
     async fn rewrap_secrets(&self, store: &dyn Store) -> Result<u64, ApiError> {
         let mut total = 0;
         loop {
@@ -300,7 +309,8 @@ impl Barrier {
     }
 }
 
-/// What one re-wrap moved to the active master key version, by kind.
+/// Counts by kind of what a master key rotation re-wraps: what one re-wrap
+/// moved, or what still waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rewrapped {
     pub secrets: u64,

@@ -168,6 +168,19 @@ fn rewrap_with(
     )))
 }
 
+/// Whether `sealed` waits for a re-wrap: sealed under a master key version
+/// older than `active` (one that does not parse counts too: it needs an
+/// administrator, and hiding it would hide that).
+fn waits_for_rewrap(sealed: &str, active: u32) -> bool {
+    parse_sealed(sealed).is_none_or(|env| env.master_version < active)
+}
+
+/// How many connection passwords are sealed under an older master key version.
+pub async fn passwords_to_rewrap(store: &dyn latch_store::Store, active: u32) -> Result<u64, ApiError> {
+    let conns = store.list_db_connections().await?;
+    Ok(conns.iter().filter(|c| waits_for_rewrap(&c.sealed_password, active)).count() as u64)
+}
+
 /// Re-wraps every connection password sealed under an older master key
 /// version; returns how many this node re-wrapped.
 pub async fn rewrap_passwords(
@@ -789,6 +802,8 @@ mod tests {
         assert!(new.starts_with(&format!("mk:{}:", rotated.active())) && !new.contains("hunter2"), "{new}");
         assert_eq!(open_with(&rotated, "app-db", &new).unwrap().as_str(), "hunter2-but-longer");
         assert_eq!(rewrap_with(&rotated, "app-db", &new).unwrap(), None);
+        assert!(waits_for_rewrap(&sealed, rotated.active()) && !waits_for_rewrap(&new, rotated.active()));
+        assert!(waits_for_rewrap("not-sealed", rotated.active()), "an unreadable one is counted, not hidden");
         // Bound to its connection still: a re-wrap does not launder it to another.
         assert!(open_with(&rotated, "other-db", &new).is_err());
         assert!(rewrap_with(&rotated, "other-db", &sealed).is_err());

@@ -425,6 +425,12 @@ async fn build(store: &Arc<dyn Store>, ring: Option<&Keyring>, data_dir: &Path) 
     Ok(out)
 }
 
+/// How many issuer keys are still wrapped by an older master key version.
+pub async fn to_rewrap(store: &dyn Store, active: u32) -> Result<u64, ApiError> {
+    let rows = store.issuer_keys().await?;
+    Ok(rows.iter().filter(|r| r.envelope.master_version < i64::from(active)).count() as u64)
+}
+
 /// Re-wraps issuer keys still under an older master key version; returns how many.
 pub async fn rewrap(store: &dyn Store, ring: &Keyring) -> Result<u64, ApiError> {
     let mut n = 0;

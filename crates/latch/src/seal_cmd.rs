@@ -55,7 +55,8 @@ pub fn operator(cmd: OperatorCmd, g: &Global) -> anyhow::Result<()> {
             let v: Value = c.get("/v1/sys/key-status")?;
             out::emit(g, &v, |v| {
                 println!(
-                    "master key version {} is active; {} data keys are being re-wrapped in the background",
+                    "master key version {} is active; {} wrapped keys (secrets, issuer keys, connection \
+                     passwords) are being re-wrapped in the background",
                     v["data"]["term"], v["data"]["pending_rewrap"]
                 );
             });

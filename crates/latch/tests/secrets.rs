@@ -220,6 +220,9 @@ fn rotating_the_master_key_rewraps_every_data_key_while_secrets_stay_readable() 
     put(&s, "app/new", json!({ "v": "after" }));
     common::eventually("every data key re-wrapped", || status(&s)["pending_rewrap"] == 0);
     assert_eq!(s.sql("SELECT DISTINCT master_version FROM kv_versions"), vec!["2"]);
+    // The SSH CA and the token keys are counted, and re-wrapped, too.
+    assert_eq!(status(&s)["pending_rewrap_by_kind"], json!({ "secrets": 0, "issuer_keys": 0, "db_passwords": 0 }));
+    assert_eq!(s.sql("SELECT DISTINCT master_version FROM issuer_keys"), vec!["2"]);
     for (i, v) in values.iter().enumerate() {
         assert_eq!(get(&s, &format!("app/{i}")).1["data"]["data"]["v"], json!(v), "app/{i}");
     }

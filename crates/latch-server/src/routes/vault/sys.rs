@@ -178,20 +178,24 @@ pub async fn seal(State(st): State<AppState>, ctx: Ctx, caller: MaybeCaller) -> 
     Ok(no_content())
 }
 
-/// The active master key version (Vault's "term") and how many data keys
-/// still wait to be re-wrapped under it.
+/// The active master key version (Vault's "term") and how many wrapped keys
+/// still wait to be re-wrapped under it: secrets' data keys, issuer keys
+/// and database connection passwords (`pending_rewrap` is their sum).
 pub async fn key_status(State(st): State<AppState>, caller: MaybeCaller) -> VaultResult {
     admin(caller)?;
     let ring = st.barrier.keyring(st.store.as_ref(), Instant::now()).await?;
     let active = ring.active();
     let installed = ring.versions().iter().find(|(v, _)| *v == active).map(|(_, t)| *t).unwrap_or(0);
-    let pending = st.store.keys_to_rewrap(i64::from(active), 100_000).await.map_err(ApiError::from)?.len();
+    let pending = crate::barrier::Barrier::pending_rewrap(st.store.as_ref(), active).await?;
     Ok(envelope(json!({
         "term": active,
         "install_time": latch_core::Timestamp(installed).to_rfc3339(),
         "encryptions": null,
         "versions": ring.versions().iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-        "pending_rewrap": pending,
+        "pending_rewrap": pending.secrets + pending.issuer_keys + pending.db_passwords,
+        "pending_rewrap_by_kind": {
+            "secrets": pending.secrets, "issuer_keys": pending.issuer_keys, "db_passwords": pending.db_passwords,
+        },
     })))
 }
 
