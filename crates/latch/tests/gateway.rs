@@ -215,6 +215,27 @@ fn events(cast: &str, kind: &str) -> String {
 }
 
 #[test]
+fn bulk_output_arrives_byte_for_byte_and_is_recorded_whole() {
+    // Megabytes in packets as large as the client allows (the gateway writes
+    // whole buffers), across many recording chunks: nothing lost, reordered
+    // or duplicated on the way to the user or into the recording.
+    let t = Setup::start();
+    let grant = t.grant("ops-ssh");
+    let key = t.key(&grant, "alice_key");
+    // stderr is 1000 letters E: told apart from stdout wherever the two interleave.
+    let out = t.exec(&key, "seq 1 400000; printf 'E%.0s' $(seq 1000) >&2");
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), t.gw.log());
+    let want: String = (1..=400_000).map(|i| format!("{i}\n")).collect();
+    assert!(text(&out.stdout) == want, "{} bytes arrived of {}", out.stdout.len(), want.len());
+    assert_eq!(text(&out.stderr), "E".repeat(1000));
+    let rec = t.ended_recording(&grant);
+    let recorded = events(&t.cast(rec["id"].as_str().unwrap()), "o");
+    assert_eq!(recorded.matches('E').count(), 1000, "stderr recorded once");
+    assert!(recorded.replace('E', "") == want, "stdout recorded whole and in order ({} bytes)", recorded.len());
+    assert!(rec["chunks"].as_i64().unwrap() >= 3, "{rec}");
+}
+
+#[test]
 fn exec_and_interactive_sessions_are_recorded_and_export_to_asciinema() {
     let t = Setup::start();
     let grant = t.grant("ops-ssh");
