@@ -56,6 +56,22 @@ impl VerifiedTls {
     }
 }
 
+/// Why a TLS handshake refused the server's certificate, when that is what
+/// made `e` fail: rustls's error, which the driver keeps inside an
+/// `io::Error` (whose `source` skips it, so the chain is searched by hand).
+pub fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let tls =
+            c.downcast_ref::<io::Error>().and_then(io::Error::get_ref).and_then(|i| i.downcast_ref::<rustls::Error>());
+        if let Some(tls @ rustls::Error::InvalidCertificate(_)) = tls {
+            return Some(tls.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
 impl MakeTlsConnect<Socket> for VerifiedTls {
     type Stream = VerifiedTlsStream;
     type TlsConnect = VerifiedTlsConnect;
@@ -121,5 +137,13 @@ mod tests {
         let bad = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let e = VerifiedTls::new(Some(bad), "sslrootcert /etc/ca.pem").err().unwrap();
         assert!(e.contains("sslrootcert /etc/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_the_io_error() {
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let e = io::Error::new(io::ErrorKind::InvalidData, bad);
+        assert!(refused_certificate(&e).is_some_and(|why| why.contains("UnknownIssuer")));
+        assert!(refused_certificate(&io::Error::new(io::ErrorKind::ConnectionRefused, "refused")).is_none());
     }
 }

@@ -127,15 +127,12 @@ impl PgConn {
             None => dial.cfg.connect(NoTls),
             Some(tls) => dial.cfg.connect(tls.clone()),
         };
-        let client = client.map_err(|e| match &dial.tls {
-            // Say which certificate was not trusted, not only that TLS failed.
-            Some(_) if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("certificate")) => {
-                StoreError::Backend(format!(
-                    "the database's TLS certificate is not trusted ({e}): give the CA that signed it as \
-                     sslrootcert=FILE in the storage URL"
-                ))
-            }
-            _ => pg_err(e),
+        let client = client.map_err(|e| match crate::pg_tls::refused_certificate(&e) {
+            Some(why) => StoreError::Backend(format!(
+                "the database's TLS certificate is not trusted ({why}): give the CA that signed it as \
+                 sslrootcert=FILE in the storage URL"
+            )),
+            None => pg_err(e),
         })?;
         Ok(PgConn { client: RefCell::new(client), stmts: RefCell::new(HashMap::new()) })
     }
@@ -258,7 +255,7 @@ fn take_tls_options(dsn: &str) -> Result<(String, String, Option<String>)> {
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if !take(k, &percent_decode(v))? {
+            if !take(k, &percent_encoding::percent_decode_str(v).decode_utf8_lossy())? {
                 kept.push(pair);
             }
         }
@@ -276,26 +273,6 @@ fn take_tls_options(dsn: &str) -> Result<(String, String, Option<String>)> {
         kept.join(" ")
     };
     Ok((rest, mode.unwrap_or_else(|| "disable".into()), root))
-}
-
-/// `%XX` escapes of a URL query value (a CA file's path may hold some).
-fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
-    while i < b.len() {
-        let hex = (b[i] == b'%').then(|| v.get(i + 1..i + 3)).flatten().and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse_config(dsn: &str, opts: &PgOptions) -> Result<Dial> {
