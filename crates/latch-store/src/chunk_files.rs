@@ -65,23 +65,26 @@ impl ChunkFiles {
         Ok(self.dir.join(format!("{id}.events")))
     }
 
+    /// A recording's first chunk makes its file (and the directory, the
+    /// first time), each entry synced so the file survives a crash.
+    fn create(&self, path: &Path) -> Result<File> {
+        self.make_dir()?;
+        let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| io_err("create", path, e))?;
+        sync_dir(&self.dir).map_err(|e| io_err("sync the directory of", path, e))?;
+        Ok(file)
+    }
+
     /// Writes `body` at `offset` of recording `id`'s file and syncs it.
     pub fn write_at(&self, id: &str, offset: u64, body: &[u8]) -> Result<()> {
         let path = self.path(id)?;
-        self.make_dir()?;
-        let (file, created) = match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                (OpenOptions::new().write(true).open(&path).map_err(|e| io_err("open", &path, e))?, false)
-            }
-            Err(e) => return Err(io_err("create", &path, e)),
+        // Every chunk after the first finds its file: one open, no stat.
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => self.create(&path)?,
+            Err(e) => return Err(io_err("open", &path, e)),
         };
         file.write_all_at(body, offset).map_err(|e| io_err("write", &path, e))?;
-        file.sync_data().map_err(|e| io_err("sync", &path, e))?;
-        if created {
-            sync_dir(&self.dir).map_err(|e| io_err("sync the directory of", &path, e))?;
-        }
-        Ok(())
+        file.sync_data().map_err(|e| io_err("sync", &path, e))
     }
 
     /// The `len` bytes at `offset` of recording `id`'s file, as text.

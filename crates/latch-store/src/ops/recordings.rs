@@ -347,11 +347,18 @@ mod tests {
         assert!(matches!(again, ChunkOutcome::Duplicate(r) if r.next_seq == 3));
         let other = store.append_recording_chunk(chunk(1, lines(1, "something else"))).await.unwrap_err();
         assert!(other.to_string().contains("already stored with different content"), "{other}");
+        let gap = store.append_recording_chunk(chunk(5, lines(5, "skipped ahead"))).await.unwrap_err();
+        assert!(gap.to_string().contains("out of order"), "{gap}");
+        let mut back = chunk(3, lines(3, "back in time"));
+        back.first_time_us = 0;
+        let back = store.append_recording_chunk(back).await.unwrap_err();
+        assert!(back.to_string().contains("never go back"), "{back}");
         assert_eq!(
             std::fs::read_to_string(file(dir.path())).unwrap(),
             bodies.concat(),
             "a refused chunk wrote nothing"
         );
+        assert_eq!(store.recording_chunks("rec_a").await.unwrap(), bodies);
     }
 
     #[tokio::test]
