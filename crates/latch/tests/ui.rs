@@ -150,16 +150,7 @@ fn an_approver_approves_and_revokes_in_headless_chromium() {
     let (s, _tmp, req) = setup();
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new("node")
-        .arg(browser_dir().join("dashboard.mjs"))
-        .args([s.addr.as_str(), "lead", PW, req.as_str()])
-        .arg(&shots)
-        .current_dir(browser_dir())
-        .output()
-        .unwrap();
-    let said = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{said}");
-    let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let last = run_browser("dashboard.mjs", &[s.addr.as_str(), "lead", PW, req.as_str(), shots.to_str().unwrap()]);
     let grant = last["grant"].as_str().unwrap();
     for name in ["oncall", "executive", "debug"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
@@ -172,6 +163,16 @@ fn an_approver_approves_and_revokes_in_headless_chromium() {
         revokes.iter().any(|e| e["target"] == format!("grant:{grant}") && e["actor"] == "user:lead"),
         "{revokes:?}"
     );
+}
+
+/// Runs a Playwright script of `tests/browser` with `args`; it must succeed.
+/// Returns the JSON of its last output line (what it saw).
+fn run_browser(script: &str, args: &[&str]) -> Value {
+    let out =
+        Command::new("node").arg(browser_dir().join(script)).args(args).current_dir(browser_dir()).output().unwrap();
+    let said = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{script}: {said}");
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
 }
 
 /// A dev server whose dashboard offers sign-in through provider `corp`
@@ -200,15 +201,7 @@ fn people_sign_in_to_the_dashboard_through_a_real_oidc_provider_in_chromium() {
     }
     let p = Provider::start(&json!({ "alice": { "groups": ["engineering", "database-admins", "other"] } }));
     let (_tmp, s) = serve_with_provider(&p);
-    let out = Command::new("node")
-        .arg(browser_dir().join("oidc_signin.mjs"))
-        .args([s.addr.as_str(), "alice"])
-        .current_dir(browser_dir())
-        .output()
-        .unwrap();
-    let said = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{said}");
-    let last: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let last = run_browser("oidc_signin.mjs", &[s.addr.as_str(), "alice"]);
     assert_eq!(last["callback"], format!("{}/ui/oidc/corp/callback", s.addr));
 
     // Provisioned from the ID token, in the mapped groups.
